@@ -1,0 +1,531 @@
+//! The backend contract: how a backend drives weft's scheduler, and how an
+//! operation suspends a fiber and is later resumed or cancelled.
+//!
+//! This module is the whole contract. A backend (io_uring, POSIX, the mock)
+//! provides a [`Driver`]; the scheduler owns it and calls it when it needs to
+//! know the time or to wait for something to happen. Operations, whether in a
+//! backend or in weft's own sync primitives, block a fiber with [`suspend`] or
+//! [`suspend_with_cancel`]:
+//!
+//! 1. `register` receives a [`Resumer`] — `Send + Sync`, callable from any
+//!    thread, even a signal handler through the deferred path — and stores it
+//!    wherever the completion will find it (a waiter list, an io_uring user
+//!    data table, a timer).
+//! 2. The fiber is switched out. Other fibers run.
+//! 3. Exactly one party wins the right to resume it: the completion calling
+//!    [`Resumer::resume`], or the cancel hook (run when the fiber's
+//!    cancellation context is cancelled) calling [`Resumer::fail`]. They race
+//!    on one atomic in the fiber's wake slot; the loser gets its value back.
+//!
+//! A cancel hook need not resume the fiber at once: an io_uring operation
+//! submits `AsyncCancel` from its hook and lets the original completion resume
+//! the fiber (with `ECANCELED`, or with the result that arrived anyway), so a
+//! buffer is never freed while the kernel may write to it.
+//!
+//! ```
+//! use weft::backend::{suspend, Resumer};
+//! use std::sync::{Arc, Mutex};
+//!
+//! weft::mock::run(|_env| {
+//!     let slot: Arc<Mutex<Option<Resumer<u32>>>> = Arc::default();
+//!     let s2 = slot.clone();
+//!     let t = std::thread::spawn(move || loop {
+//!         if let Some(r) = s2.lock().unwrap().take() {
+//!             r.resume(7).unwrap();
+//!             break;
+//!         }
+//!         std::thread::yield_now();
+//!     });
+//!     let _ext = weft::backend::ExternalWork::begin();
+//!     let v = suspend("a value from a thread", |r| {
+//!         *slot.lock().unwrap() = Some(r);
+//!     })?;
+//!     assert_eq!(v, 7);
+//!     t.join().unwrap();
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+use std::cell::UnsafeCell;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+use crate::sched::{self, FiberKey};
+
+/// How long [`Driver::park`] may block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Park {
+    /// Do not block: collect whatever completions are ready and return.
+    Poll,
+    /// Block until something happens or the monotonic clock reaches this
+    /// deadline (nanoseconds, as returned by [`Driver::now`]).
+    Until(u64),
+    /// Block until something happens. Nothing is scheduled on the clock.
+    Forever,
+}
+
+/// What [`Driver::park`] found out.
+#[derive(Debug)]
+pub enum Parked {
+    /// Returned normally: completions (if any) have been delivered through
+    /// their [`Resumer`]s.
+    Ok,
+    /// Nothing can ever happen again: no IO in flight, no timer, no external
+    /// waker. The scheduler reports a deadlock naming the blocked fibers.
+    Stuck,
+}
+
+/// Wakes a parked scheduler from any thread.
+///
+/// `unpark` must be async-signal-safe (an `eventfd` write, a futex wake):
+/// [`Condition::broadcast`](crate::sync::Condition::broadcast) may call it
+/// from a signal handler.
+pub trait Unpark: Send + Sync + 'static {
+    /// Makes the current or next [`Driver::park`] return promptly.
+    fn unpark(&self);
+}
+
+/// A backend's event loop, owned by one scheduler on one OS thread.
+pub trait Driver: 'static {
+    /// A short name for diagnostics and `Env::backend_id` (`"mock"`,
+    /// `"posix"`, `"uring"`).
+    fn name(&self) -> &'static str;
+
+    /// The monotonic clock in nanoseconds since an arbitrary origin. Timers
+    /// (`sleep`, timeouts) are deadlines on this clock.
+    fn now(&self) -> u64;
+
+    /// The wall clock.
+    fn wall_clock(&self) -> SystemTime;
+
+    /// Waits for completions, up to what `park` allows, delivering each
+    /// through its [`Resumer`]. `external` tells whether any thread outside
+    /// the scheduler may still wake it (see [`ExternalWork`]).
+    fn park(&mut self, park: Park, external: bool) -> Parked;
+
+    /// The handle other threads use to interrupt [`Driver::park`].
+    fn unparker(&self) -> Arc<dyn Unpark>;
+
+    /// Called for every `traceln!` line emitted on this scheduler's thread.
+    /// Returns `true` if the backend consumed it (the mock captures lines);
+    /// otherwise the line goes to standard error.
+    fn trace(&mut self, _line: &str) -> bool {
+        false
+    }
+}
+
+const IDLE: u64 = 0;
+const WAITING: u64 = 1;
+const CLAIMED: u64 = 2;
+const STATUS_MASK: u64 = 3;
+
+/// A fiber's wake slot: the atomic on which completion and cancellation race,
+/// and the intrusive link of the scheduler's remote wake-up queue.
+///
+/// Allocated once per fiber, the first time it suspends, and reused for every
+/// later suspension; each suspension has a new epoch so that a stale
+/// [`Resumer`] can never resume a later wait.
+pub(crate) struct WakeSlot {
+    /// `epoch << 2 | status`.
+    state: AtomicU64,
+    /// Link in [`Shared::remote`] while queued there.
+    next: AtomicPtr<WakeSlot>,
+    pub(crate) fiber: FiberKey,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl WakeSlot {
+    pub(crate) fn new(fiber: FiberKey, shared: Arc<Shared>) -> Self {
+        WakeSlot {
+            state: AtomicU64::new(IDLE),
+            next: AtomicPtr::new(ptr::null_mut()),
+            fiber,
+            shared,
+        }
+    }
+
+    /// Starts a new wait and returns its epoch. Only the owning fiber calls
+    /// this, and only while no wait is pending.
+    fn begin_wait(&self) -> u64 {
+        let cur = self.state.load(Ordering::Relaxed);
+        debug_assert_ne!(cur & STATUS_MASK, WAITING, "fiber already waiting");
+        let epoch = (cur >> 2).wrapping_add(1);
+        self.state.store(epoch << 2 | WAITING, Ordering::Release);
+        epoch
+    }
+
+    /// Claims the wait `epoch`; exactly one caller ever succeeds.
+    fn claim(&self, epoch: u64) -> bool {
+        self.state
+            .compare_exchange(
+                epoch << 2 | WAITING,
+                epoch << 2 | CLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    fn is_waiting(&self, epoch: u64) -> bool {
+        self.state.load(Ordering::Acquire) == epoch << 2 | WAITING
+    }
+}
+
+/// The part of a scheduler that other threads may touch: the remote wake-up
+/// queue and the unparker.
+pub(crate) struct Shared {
+    /// Treiber stack of claimed wake slots (each holds one `Arc` reference).
+    remote: AtomicPtr<WakeSlot>,
+    /// Set while the scheduler is in (or about to enter) a blocking park.
+    sleeping: std::sync::atomic::AtomicBool,
+    /// Threads that may still wake this scheduler (see [`ExternalWork`]).
+    external: AtomicUsize,
+    unparker: Arc<dyn Unpark>,
+}
+
+impl Shared {
+    pub(crate) fn new(unparker: Arc<dyn Unpark>) -> Self {
+        Shared {
+            remote: AtomicPtr::new(ptr::null_mut()),
+            sleeping: std::sync::atomic::AtomicBool::new(false),
+            external: AtomicUsize::new(0),
+            unparker,
+        }
+    }
+
+    /// Pushes a claimed slot onto the remote queue and wakes the scheduler.
+    /// Lock-free and allocation-free, so it is async-signal-safe.
+    fn push_remote(&self, slot: &Arc<WakeSlot>) {
+        let raw = Arc::into_raw(slot.clone()) as *mut WakeSlot;
+        let mut head = self.remote.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `raw` came from `Arc::into_raw` above, so it points to a
+            // live WakeSlot; only the claim winner pushes a slot, so no other
+            // thread is writing its `next` link now.
+            unsafe { (*raw).next.store(head, Ordering::Relaxed) };
+            match self
+                .remote
+                .compare_exchange_weak(head, raw, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.unparker.unpark();
+        }
+    }
+
+    pub(crate) fn has_remote(&self) -> bool {
+        !self.remote.load(Ordering::Acquire).is_null()
+    }
+
+    /// Takes every queued slot, oldest first, calling `f` with each fiber.
+    pub(crate) fn drain_remote(&self, mut f: impl FnMut(FiberKey)) {
+        let mut head = self.remote.swap(ptr::null_mut(), Ordering::AcqRel);
+        // The stack is newest-first; reverse it so wake-ups keep their order.
+        let mut rev: *mut WakeSlot = ptr::null_mut();
+        while !head.is_null() {
+            // SAFETY: every pointer in the list came from `Arc::into_raw` in
+            // `push_remote` and the swap above gave this thread sole ownership
+            // of the whole list.
+            let next = unsafe { (*head).next.load(Ordering::Relaxed) };
+            // SAFETY: as above; we own `head`'s link.
+            unsafe { (*head).next.store(rev, Ordering::Relaxed) };
+            rev = head;
+            head = next;
+        }
+        while !rev.is_null() {
+            // SAFETY: `rev` is an owned `Arc` reference (see above); turning it
+            // back into an Arc releases that reference when dropped.
+            let slot = unsafe { Arc::from_raw(rev) };
+            rev = slot.next.load(Ordering::Relaxed);
+            f(slot.fiber);
+        }
+    }
+
+    /// Marks the scheduler as about to block; returns false if wake-ups are
+    /// already queued (so it must not block).
+    pub(crate) fn prepare_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if self.has_remote() {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn end_sleep(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn has_external(&self) -> bool {
+        self.external.load(Ordering::Acquire) > 0
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Release references still queued (a scheduler that stopped early).
+        self.drain_remote(|_| {});
+    }
+}
+
+/// Where a resumed fiber finds its result: a cell in the suspended frame.
+type ResumeCell<T> = UnsafeCell<Option<Result<T>>>;
+
+/// The right to resume one suspended fiber, once.
+///
+/// Cloning is cheap (one reference count). Whichever clone claims the wait
+/// first — through [`resume`](Resumer::resume), [`fail`](Resumer::fail) or
+/// [`complete`](Resumer::complete) — delivers its result; every later attempt
+/// fails and gets its value back, so nothing is lost silently.
+pub struct Resumer<T> {
+    slot: Arc<WakeSlot>,
+    epoch: u64,
+    out: NonNull<ResumeCell<T>>,
+}
+
+// SAFETY: the only non-Send/Sync field is `out`, a pointer into the suspended
+// fiber's frame. It is written only by the single claim winner, after the
+// claim and before the fiber is queued to run, while the fiber is suspended
+// and its frame therefore alive; the value written is a `T`, so `T: Send` is
+// required.
+unsafe impl<T: Send> Send for Resumer<T> {}
+// SAFETY: all methods take `&self` and synchronise through the slot's atomic;
+// at most one of them ever writes `out` (see the Send impl).
+unsafe impl<T: Send> Sync for Resumer<T> {}
+
+impl<T> Clone for Resumer<T> {
+    fn clone(&self) -> Self {
+        Resumer {
+            slot: self.slot.clone(),
+            epoch: self.epoch,
+            out: self.out,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Resumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumer")
+            .field("epoch", &self.epoch)
+            .field("pending", &self.is_pending())
+            .finish()
+    }
+}
+
+impl<T> Resumer<T> {
+    /// Resumes the fiber with `value`. Fails, giving the value back, if the
+    /// fiber was already resumed (or cancelled) by someone else.
+    pub fn resume(&self, value: T) -> std::result::Result<(), T> {
+        self.complete(Ok(value)).map_err(|r| match r {
+            Ok(v) => v,
+            Err(_) => unreachable!("complete returns what it was given"),
+        })
+    }
+
+    /// Resumes the fiber with an error (typically `Cancelled`).
+    pub fn fail(&self, error: Error) -> std::result::Result<(), Error> {
+        self.complete(Err(error)).map_err(|r| match r {
+            Err(e) => e,
+            Ok(_) => unreachable!("complete returns what it was given"),
+        })
+    }
+
+    /// Resumes the fiber with `result`, or gives it back if the wait was
+    /// already claimed.
+    pub fn complete(&self, result: Result<T>) -> std::result::Result<(), Result<T>> {
+        if !self.slot.claim(self.epoch) {
+            return Err(result);
+        }
+        // SAFETY: we won the claim for this epoch, so the fiber is suspended
+        // in the frame that owns `out` and cannot resume until it is queued
+        // below; nobody else writes `out` for this epoch.
+        unsafe { *self.out.as_ref().get() = Some(result) };
+        self.enqueue(false);
+        Ok(())
+    }
+
+    /// Like [`complete`](Resumer::complete), but always goes through the
+    /// lock-free remote queue, never the scheduler's local run queue. Safe to
+    /// call from a signal handler, provided dropping `result`'s previous
+    /// contents does not allocate (it is `None`).
+    pub(crate) fn complete_deferred(&self, result: Result<T>) -> std::result::Result<(), Result<T>> {
+        if !self.slot.claim(self.epoch) {
+            return Err(result);
+        }
+        // SAFETY: as in `complete`.
+        unsafe { *self.out.as_ref().get() = Some(result) };
+        self.enqueue(true);
+        Ok(())
+    }
+
+    fn enqueue(&self, deferred: bool) {
+        if !deferred && sched::is_current_shared(&self.slot.shared) {
+            sched::wake_local(self.slot.fiber);
+        } else {
+            self.slot.shared.push_remote(&self.slot);
+        }
+    }
+
+    /// True while the wait this resumer belongs to has not been claimed.
+    pub fn is_pending(&self) -> bool {
+        self.slot.is_waiting(self.epoch)
+    }
+
+    /// True if both resumers belong to the same wait.
+    pub fn same_wait(&self, other: &Resumer<T>) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot) && self.epoch == other.epoch
+    }
+}
+
+/// A type-erased cancel hook living in a suspended frame.
+pub(crate) struct RawHook {
+    data: *mut (),
+    call: unsafe fn(*mut (), &Error),
+}
+
+impl RawHook {
+    /// Runs the hook.
+    ///
+    /// # Safety
+    /// The frame that created the hook must still be suspended.
+    pub(crate) unsafe fn call(self, reason: &Error) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (self.call)(self.data, reason) }
+    }
+}
+
+struct Frame<T, H> {
+    resumer: Resumer<T>,
+    hook: Option<H>,
+}
+
+unsafe fn call_hook<T, H: FnOnce(&Resumer<T>, &Error)>(data: *mut (), reason: &Error) {
+    // SAFETY: `data` is the `Frame<T, H>` of a fiber suspended in
+    // `suspend_with_cancel` (the hook is cleared before that frame ends), and
+    // hooks run on the fiber's own thread while it is not running.
+    let frame = unsafe { &mut *(data as *mut Frame<T, H>) };
+    if let Some(h) = frame.hook.take() {
+        h(&frame.resumer, reason);
+    }
+}
+
+/// Suspends the current fiber until the [`Resumer`] passed to `register` is
+/// used. If the fiber's cancellation context is cancelled meanwhile, the wait
+/// ends with `Err(Cancelled)` (unless a resume wins the race first).
+///
+/// Returns `Err(Cancelled)` at once, without calling `register`, if the
+/// context is already cancelled. `what` names the wait in deadlock reports
+/// ("promise", "stream take", …).
+pub fn suspend<T>(what: &'static str, register: impl FnOnce(Resumer<T>)) -> Result<T> {
+    suspend_with_cancel(what, register, |r: &Resumer<T>, reason: &Error| {
+        let _ = r.fail(Error::cancelled(reason.clone()));
+    })
+}
+
+/// Like [`suspend`], with a custom cancel hook. The hook runs on the fiber's
+/// own thread when its context is cancelled while it waits; it gets the
+/// fiber's resumer and the cancellation reason. It may resume the fiber at
+/// once, or start an asynchronous cancellation whose completion resumes it.
+pub fn suspend_with_cancel<T, H>(
+    what: &'static str,
+    register: impl FnOnce(Resumer<T>),
+    hook: H,
+) -> Result<T>
+where
+    H: FnOnce(&Resumer<T>, &Error),
+{
+    let sched = sched::current()?;
+    sched.check_cancelled()?;
+    let cell: ResumeCell<T> = UnsafeCell::new(None);
+    let slot = sched.current_wake_slot();
+    let epoch = slot.begin_wait();
+    let resumer = Resumer {
+        slot,
+        epoch,
+        out: NonNull::from(&cell),
+    };
+    register(resumer.clone());
+    let mut frame = Frame {
+        resumer,
+        hook: Some(hook),
+    };
+    let raw = RawHook {
+        data: &mut frame as *mut Frame<T, H> as *mut (),
+        call: call_hook::<T, H>,
+    };
+    sched.block_current(what, Some(raw));
+    drop(frame);
+    // SAFETY: the fiber only runs again after a claim winner stored the result
+    // and queued it; no other party touches the cell for this epoch.
+    match unsafe { (*cell.get()).take() } {
+        Some(r) => r,
+        None => unreachable!("fiber resumed without a result"),
+    }
+}
+
+/// Suspends the current fiber without registering for cancellation: only the
+/// resumer can end this wait. For waits that must not be interrupted, such
+/// as a switch joining its fibers.
+pub(crate) fn suspend_uncancellable<T>(what: &'static str, register: impl FnOnce(Resumer<T>)) -> Result<T> {
+    let sched = sched::current()?;
+    let cell: ResumeCell<T> = UnsafeCell::new(None);
+    let slot = sched.current_wake_slot();
+    let epoch = slot.begin_wait();
+    register(Resumer {
+        slot,
+        epoch,
+        out: NonNull::from(&cell),
+    });
+    sched.block_current(what, None);
+    // SAFETY: as in `suspend_with_cancel`.
+    match unsafe { (*cell.get()).take() } {
+        Some(r) => r,
+        None => unreachable!("fiber resumed without a result"),
+    }
+}
+
+/// Declares that another thread may wake the current scheduler, so an idle
+/// scheduler must wait for it rather than report a deadlock. Dropping the
+/// guard ends the declaration. Domains, `run_in_systhread` and other helper
+/// threads started by weft hold one while they run; code that hands a
+/// [`Resumer`] or a promise to a plain `std::thread` should hold one too.
+#[must_use = "the declaration ends when the guard is dropped"]
+pub struct ExternalWork {
+    shared: Arc<Shared>,
+}
+
+impl ExternalWork {
+    /// Begins external work on the current thread's scheduler.
+    ///
+    /// # Panics
+    /// If called outside a weft runtime.
+    pub fn begin() -> ExternalWork {
+        let shared = sched::current()
+            .expect("ExternalWork::begin outside a weft runtime")
+            .shared()
+            .clone();
+        shared.external.fetch_add(1, Ordering::AcqRel);
+        ExternalWork { shared }
+    }
+}
+
+impl Drop for ExternalWork {
+    fn drop(&mut self) {
+        self.shared.external.fetch_sub(1, Ordering::AcqRel);
+        // The scheduler may be parked waiting for us; let it re-check.
+        self.shared.unparker.unpark();
+    }
+}
+
+impl std::fmt::Debug for ExternalWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExternalWork")
+    }
+}

@@ -1,0 +1,289 @@
+//! Fibers: running functions concurrently on one thread.
+//!
+//! Fibers are forked into a [`Switch`]; the functions here build the usual
+//! shapes from it. Scheduling is deterministic: a new fiber runs at once, and
+//! its parent resumes as soon as the child suspends.
+//!
+//! ```
+//! use weft::{fiber, traceln};
+//!
+//! weft::mock::run(|_env| {
+//!     fiber::both(
+//!         || {
+//!             for x in 1..=3 {
+//!                 traceln!("x = {x}");
+//!                 fiber::yield_now()?;
+//!             }
+//!             Ok(())
+//!         },
+//!         || {
+//!             for y in 1..=3 {
+//!                 traceln!("y = {y}");
+//!                 fiber::yield_now()?;
+//!             }
+//!             Ok(())
+//!         },
+//!     )
+//! })
+//! .unwrap();
+//! ```
+
+use std::cell::{Cell, RefCell};
+
+use crate::backend::suspend;
+use crate::cancel;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sched;
+use crate::switch::Switch;
+
+pub use crate::local::FiberLocal;
+pub use crate::switch::ForkOptions;
+
+/// Lets other fibers run: the current fiber goes to the back of the run
+/// queue. A cancellation point, before and after the switch.
+pub fn yield_now() -> Result<()> {
+    let s = sched::current()?;
+    s.check_cancelled()?;
+    s.yield_now();
+    s.check_cancelled()
+}
+
+/// `Err(Cancelled)` if the current fiber's context has been cancelled.
+pub fn check() -> Result<()> {
+    sched::current()?.check_cancelled()
+}
+
+/// Waits until the current fiber is cancelled, and returns the
+/// cancellation. Useful as the "forever" branch of [`first`].
+pub fn await_cancel() -> Error {
+    match suspend::<std::convert::Infallible>("cancellation", |_r| {}) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// Runs `f` and `g` concurrently (`f` first) and waits for both. If either
+/// fails, the other is cancelled and the failure is returned.
+pub fn both(f: impl FnOnce() -> Result<()>, g: impl FnOnce() -> Result<()>) -> Result<()> {
+    Switch::run(|sw| {
+        sw.fork(f);
+        g()
+    })
+}
+
+/// Like [`both`], returning both results.
+pub fn pair<A, B>(f: impl FnOnce() -> Result<A>, g: impl FnOnce() -> Result<B>) -> Result<(A, B)> {
+    let a = Cell::new(None);
+    let b = Switch::run(|sw| {
+        sw.fork(|| {
+            a.set(Some(f()?));
+            Ok(())
+        });
+        g()
+    })?;
+    Ok((a.take().expect("both fibers finished"), b))
+}
+
+/// Runs every function concurrently, in order, and waits for all of them.
+/// The first failure cancels the rest.
+pub fn all<F>(fns: impl IntoIterator<Item = F>) -> Result<()>
+where
+    F: FnOnce() -> Result<()>,
+{
+    Switch::run(|sw| {
+        for f in fns {
+            sw.fork(f);
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` and `g` concurrently and returns the result of the first to
+/// succeed, cancelling the other. If both succeed before the cancellation
+/// takes effect, the first result is kept (see [`first_with`] to combine).
+/// A failure of either (other than the cancellation) is returned.
+pub fn first<T>(f: impl FnOnce() -> Result<T>, g: impl FnOnce() -> Result<T>) -> Result<T> {
+    race([boxed(f), boxed(g)], &|a, _| a)
+}
+
+/// Like [`first`], with `combine` deciding what to return if both succeed.
+pub fn first_with<T>(
+    f: impl FnOnce() -> Result<T>,
+    g: impl FnOnce() -> Result<T>,
+    combine: impl Fn(T, T) -> T,
+) -> Result<T> {
+    race([boxed(f), boxed(g)], &combine)
+}
+
+/// Runs every function concurrently and returns the first success,
+/// cancelling the others.
+pub fn any<T, F>(fns: impl IntoIterator<Item = F>) -> Result<T>
+where
+    F: FnOnce() -> Result<T>,
+{
+    race(fns, &|a, _| a)
+}
+
+/// Like [`any`], but returns every success that happened before the
+/// cancellation took effect, in the order they happened.
+pub fn n_any<T, F>(fns: impl IntoIterator<Item = F>) -> Result<Vec<T>>
+where
+    F: FnOnce() -> Result<T>,
+{
+    let results = race_collect(fns.into_iter().map(|f| move || f().map(|v| vec![v])), &|mut a, b| {
+        a.extend(b);
+        a
+    })?;
+    Ok(results)
+}
+
+type BoxedFn<'a, T> = Box<dyn FnOnce() -> Result<T> + 'a>;
+
+fn boxed<'a, T>(f: impl FnOnce() -> Result<T> + 'a) -> BoxedFn<'a, T> {
+    Box::new(f)
+}
+
+fn race<T, F>(fns: impl IntoIterator<Item = F>, combine: &dyn Fn(T, T) -> T) -> Result<T>
+where
+    F: FnOnce() -> Result<T>,
+{
+    race_collect(fns, combine)
+}
+
+fn race_collect<T, F>(fns: impl IntoIterator<Item = F>, combine: &dyn Fn(T, T) -> T) -> Result<T>
+where
+    F: FnOnce() -> Result<T>,
+{
+    let winner: RefCell<Option<T>> = RefCell::new(None);
+    let mut count = 0usize;
+    cancel::sub(|scope| {
+        Switch::run(|sw| {
+            for f in fns {
+                count += 1;
+                let winner = &winner;
+                sw.fork(move || {
+                    let v = f()?;
+                    let mut w = winner.borrow_mut();
+                    *w = Some(match w.take() {
+                        None => v,
+                        Some(prev) => combine(prev, v),
+                    });
+                    drop(w);
+                    scope.cancel(Error::msg(ErrorKind::Cancelled, "another fiber finished first"));
+                    Ok(())
+                });
+            }
+            Ok(())
+        })
+    })?;
+    match winner.into_inner() {
+        Some(v) => Ok(v),
+        None if count == 0 => Err(Error::msg(ErrorKind::InvalidInput, "no fibers to race")),
+        None => {
+            // Every fiber was cancelled from outside without finishing.
+            check()?;
+            Err(Error::msg(ErrorKind::Cancelled, "every racing fiber was cancelled"))
+        }
+    }
+}
+
+fn check_max_fibers(max_fibers: usize) -> Result<()> {
+    if max_fibers == 0 {
+        return Err(Error::msg(
+            ErrorKind::InvalidInput,
+            "max_fibers must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+/// Calls `f` on every item, with up to `max_fibers` calls running at once,
+/// started in order. The first failure cancels the rest.
+///
+/// ```
+/// use weft::fiber;
+/// weft::mock::run(|_env| {
+///     let mut seen = Vec::new();
+///     let cell = std::cell::RefCell::new(&mut seen);
+///     fiber::iter(2, 1..=4, |i| {
+///         fiber::yield_now()?;
+///         cell.borrow_mut().push(i);
+///         Ok(())
+///     })?;
+///     assert_eq!(seen, [1, 2, 3, 4]);
+///     assert!(fiber::iter(0, 1..=4, |_| Ok(())).is_err(), "max_fibers 0 is an error");
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub fn iter<A, I, F>(max_fibers: usize, items: I, f: F) -> Result<()>
+where
+    I: IntoIterator<Item = A>,
+    F: Fn(A) -> Result<()>,
+{
+    filter_map(max_fibers, items, |a| f(a).map(|()| None::<()>)).map(|_| ())
+}
+
+/// Like [`iter`], collecting the results in the order of the items.
+pub fn map<A, B, I, F>(max_fibers: usize, items: I, f: F) -> Result<Vec<B>>
+where
+    I: IntoIterator<Item = A>,
+    F: Fn(A) -> Result<B>,
+{
+    filter_map(max_fibers, items, |a| f(a).map(Some))
+}
+
+/// Like [`map`], keeping only the `Some` results, in the order of the items.
+pub fn filter_map<A, B, I, F>(max_fibers: usize, items: I, f: F) -> Result<Vec<B>>
+where
+    I: IntoIterator<Item = A>,
+    F: Fn(A) -> Result<Option<B>>,
+{
+    check_max_fibers(max_fibers)?;
+    let source = RefCell::new(items.into_iter().enumerate());
+    let results: RefCell<Vec<(usize, B)>> = RefCell::new(Vec::new());
+    Switch::run(|sw| {
+        // Each worker fiber takes the next item when it finishes the last,
+        // so at most `max_fibers` calls run at once and items start in order.
+        for _ in 0..max_fibers {
+            let next = source.borrow_mut().next();
+            let Some(first) = next else { break };
+            let (source, results, f) = (&source, &results, &f);
+            sw.fork(move || {
+                let mut item = Some(first);
+                while let Some((i, a)) = item {
+                    if let Some(b) = f(a)? {
+                        results.borrow_mut().push((i, b));
+                    }
+                    item = source.borrow_mut().next();
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    })?;
+    let mut r = results.into_inner();
+    r.sort_by_key(|(i, _)| *i);
+    Ok(r.into_iter().map(|(_, b)| b).collect())
+}
+
+/// A snapshot of the current thread's scheduler, for tests and diagnostics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Fibers alive (running, runnable or suspended), the main one included.
+    pub fibers: usize,
+    /// Idle stacks held by the pool for reuse.
+    pub idle_stacks: usize,
+    /// Default stack size in bytes.
+    pub stack_size: usize,
+}
+
+/// Reports on the current thread's scheduler.
+pub fn stats() -> Result<SchedulerStats> {
+    let s = sched::current()?;
+    Ok(SchedulerStats {
+        fibers: s.fiber_count(),
+        idle_stacks: s.idle_stacks(),
+        stack_size: s.stack_default_size(),
+    })
+}

@@ -1,0 +1,29 @@
+//! weft-core: the portable heart of weft.
+//!
+//! Fibers and their scheduler, switches, cancellation, synchronisation,
+//! errors, capabilities, and the [`backend`] contract that io_uring, POSIX
+//! and the mock backend implement. Users depend on the `weft` crate, which
+//! re-exports all of this.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod cancel;
+pub mod env;
+pub mod error;
+pub mod fiber;
+mod local;
+mod sched;
+mod stack;
+pub mod switch;
+pub mod sync;
+pub mod time;
+pub mod trace;
+
+pub use env::Env;
+pub use error::{Error, ErrorKind, FsError, NetError, ProcessError, Result, ResultExt};
+pub use sched::{run_scheduler, RunConfig};
+pub use stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+pub use switch::Switch;

@@ -1,0 +1,548 @@
+//! The per-thread scheduler: fibers, the run queue, timers, and the loop that
+//! drives a backend's [`Driver`].
+//!
+//! One scheduler runs on each OS thread that hosts fibers, and fibers never
+//! leave it. The run queue is FIFO; `fork` puts the child first and its parent
+//! right behind it. An IO/timer turn comes round once per pass over the queue,
+//! so fibers that keep yielding cannot starve timers or IO. When nothing is
+//! runnable the driver blocks until IO, the next timer, or a wake-up from
+//! another thread.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::Location;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use slotmap::SlotMap;
+
+use crate::backend::{Driver, Park, Parked, RawHook, Resumer, Shared, WakeSlot};
+use crate::cancel::{CancelCtx, CtxFiberKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::local::Locals;
+use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
+
+slotmap::new_key_type! {
+    /// A fiber's key in its scheduler.
+    pub(crate) struct FiberKey;
+}
+
+type Coro = Coroutine<(), (), (), FiberStack>;
+
+/// Options for a new fiber.
+#[derive(Default)]
+pub(crate) struct SpawnOpts {
+    pub(crate) name: Option<std::borrow::Cow<'static, str>>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) site: Option<&'static Location<'static>>,
+}
+
+pub(crate) struct Fiber {
+    coro: Option<Coro>,
+    yielder: *const Yielder<(), ()>,
+    wake: Option<Arc<WakeSlot>>,
+    pub(crate) ctx: Rc<CancelCtx>,
+    pub(crate) ctx_key: CtxFiberKey,
+    hook: Option<RawHook>,
+    waiting_on: &'static str,
+    id: u64,
+    name: Option<std::borrow::Cow<'static, str>>,
+    site: Option<&'static Location<'static>>,
+    pub(crate) locals: Locals,
+}
+
+/// Run-time configuration shared by every backend.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Stack size of fibers that do not ask for another.
+    pub stack_size: usize,
+    /// Idle stacks kept per size for reuse.
+    pub max_idle_stacks: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            stack_size: DEFAULT_STACK_SIZE,
+            max_idle_stacks: 4096,
+        }
+    }
+}
+
+pub(crate) struct Scheduler {
+    fibers: RefCell<SlotMap<FiberKey, Fiber>>,
+    run_queue: RefCell<VecDeque<FiberKey>>,
+    current: Cell<Option<FiberKey>>,
+    cur_yielder: Cell<*const Yielder<(), ()>>,
+    timers: RefCell<BTreeMap<(u64, u64), Resumer<()>>>,
+    timer_seq: Cell<u64>,
+    next_id: Cell<u64>,
+    shared: Arc<Shared>,
+    driver: RefCell<Box<dyn Driver>>,
+    stacks: RefCell<StackPool>,
+    pub(crate) root_ctx: Rc<CancelCtx>,
+    /// Fibers to run before the next IO/timer turn.
+    budget: Cell<usize>,
+    /// The deadlock (or other fatal condition) that ended the run.
+    fatal: RefCell<Option<Error>>,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Scheduler> = const { Cell::new(ptr::null()) };
+}
+
+/// The scheduler of this thread.
+///
+/// The reference is only used while `run` is on this thread's stack (fibers
+/// only exist inside it), which is what makes the `'static` harmless.
+pub(crate) fn current() -> Result<&'static Scheduler> {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        return Err(Error::msg(
+            ErrorKind::InvalidInput,
+            "not inside a weft runtime (call this from a fiber started by weft::run)",
+        ));
+    }
+    // SAFETY: CURRENT is non-null only while `run_scheduler` holds the
+    // Scheduler on its stack frame, and it resets CURRENT before returning.
+    Ok(unsafe { &*p })
+}
+
+/// True when called inside a weft runtime.
+pub(crate) fn in_runtime() -> bool {
+    CURRENT.with(|c| !c.get().is_null())
+}
+
+pub(crate) fn is_current_shared(shared: &Arc<Shared>) -> bool {
+    match current() {
+        Ok(s) => Arc::ptr_eq(&s.shared, shared),
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn wake_local(fiber: FiberKey) {
+    if let Ok(s) = current() {
+        s.run_queue.borrow_mut().push_back(fiber);
+    }
+}
+
+impl Scheduler {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.driver.borrow().now()
+    }
+
+    pub(crate) fn wall_clock(&self) -> std::time::SystemTime {
+        self.driver.borrow().wall_clock()
+    }
+
+    pub(crate) fn backend_name(&self) -> &'static str {
+        self.driver.borrow().name()
+    }
+
+    pub(crate) fn current_key(&self) -> FiberKey {
+        self.current.get().expect("no fiber is running")
+    }
+
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&mut Fiber) -> R) -> R {
+        let key = self.current_key();
+        let mut fibers = self.fibers.borrow_mut();
+        f(fibers.get_mut(key).expect("current fiber exists"))
+    }
+
+    pub(crate) fn with_fiber<R>(&self, key: FiberKey, f: impl FnOnce(&mut Fiber) -> R) -> Option<R> {
+        self.fibers.borrow_mut().get_mut(key).map(f)
+    }
+
+    /// `Err(Cancelled)` if the current fiber's context is cancelled.
+    pub(crate) fn check_cancelled(&self) -> Result<()> {
+        let ctx = self.with_current(|f| f.ctx.clone());
+        ctx.check()
+    }
+
+    pub(crate) fn current_ctx(&self) -> Rc<CancelCtx> {
+        self.with_current(|f| f.ctx.clone())
+    }
+
+    /// Moves the current fiber into `ctx`, returning the context it left.
+    pub(crate) fn enter_ctx(&self, ctx: Rc<CancelCtx>) -> Rc<CancelCtx> {
+        let key = self.current_key();
+        let (old, old_key) = self.with_current(|f| (f.ctx.clone(), f.ctx_key));
+        old.remove_fiber(old_key);
+        let new_key = ctx.add_fiber(key);
+        self.with_current(|f| {
+            f.ctx = ctx;
+            f.ctx_key = new_key;
+        });
+        old
+    }
+
+    pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
+        let key = self.current_key();
+        let shared = &self.shared;
+        self.with_current(|f| {
+            f.wake
+                .get_or_insert_with(|| Arc::new(WakeSlot::new(key, shared.clone())))
+                .clone()
+        })
+    }
+
+    /// Switches away from the current fiber until something queues it again.
+    pub(crate) fn block_current(&self, what: &'static str, hook: Option<RawHook>) {
+        self.with_current(|f| {
+            f.waiting_on = what;
+            f.hook = hook;
+        });
+        self.switch_out();
+        self.with_current(|f| {
+            f.waiting_on = "";
+            f.hook = None;
+        });
+    }
+
+    /// Puts the current fiber at the back of the run queue and switches away.
+    pub(crate) fn yield_now(&self) {
+        let key = self.current_key();
+        self.run_queue.borrow_mut().push_back(key);
+        self.switch_out();
+    }
+
+    fn switch_out(&self) {
+        let y = self.cur_yielder.get();
+        debug_assert!(!y.is_null());
+        // SAFETY: `cur_yielder` is set by `run_fiber` to the running fiber's
+        // yielder, which lives on that fiber's stack for as long as it runs,
+        // and we are on that fiber now.
+        unsafe { (*y).suspend(()) }
+    }
+
+    /// Runs the hook of a suspended fiber because its context was cancelled.
+    pub(crate) fn cancel_fiber(&self, key: FiberKey, reason: &Error) {
+        let hook = self.with_fiber(key, |f| f.hook.take()).flatten();
+        if let Some(h) = hook {
+            // SAFETY: a hook is only stored while its fiber is blocked in
+            // `block_current`, which clears it before the frame that owns it
+            // ends; the fiber is not running (cancel runs on the fiber that
+            // cancels, whose own hook is always None while it runs).
+            unsafe { h.call(reason) };
+        }
+    }
+
+    /// Creates a fiber in `ctx` running `body`, without scheduling it.
+    ///
+    /// # Safety
+    /// Whatever `body` borrows must stay valid until the fiber finishes (or
+    /// is leaked when the run ends).
+    pub(crate) unsafe fn spawn<F: FnOnce()>(
+        &self,
+        ctx: Rc<CancelCtx>,
+        locals: Locals,
+        opts: SpawnOpts,
+        body: F,
+    ) -> Result<FiberKey> {
+        let stack = self.stacks.borrow_mut().get(opts.stack_size)?;
+        let func = move |y: &Yielder<(), ()>, ()| {
+            if let Ok(s) = current() {
+                s.cur_yielder.set(y);
+                s.with_current(|f| f.yielder = y);
+            }
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+                // Fiber bodies built by weft catch their own panics; reaching
+                // here means an internal bug, and unwinding further would
+                // corrupt the scheduler.
+                eprintln!("weft: internal error: panic escaped a fiber body");
+                std::process::abort();
+            }
+        };
+        // SAFETY: forwarded from our caller: borrowed data outlives the
+        // coroutine's completion, and a coroutine that never completes is
+        // leaked (never resumed nor dropped) by `run_scheduler`.
+        let coro = unsafe { Coro::with_stack_unchecked(stack, func) };
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let key = self.fibers.borrow_mut().insert_with_key(|_| Fiber {
+            coro: Some(coro),
+            yielder: ptr::null(),
+            wake: None,
+            ctx: ctx.clone(),
+            ctx_key: CtxFiberKey::default(),
+            hook: None,
+            waiting_on: "",
+            id,
+            name: opts.name,
+            site: opts.site,
+            locals,
+        });
+        let ck = ctx.add_fiber(key);
+        self.with_fiber(key, |f| f.ctx_key = ck);
+        Ok(key)
+    }
+
+    /// Runs `child` at once; the current fiber continues right after it.
+    pub(crate) fn run_child_first(&self, child: FiberKey) {
+        let me = self.current_key();
+        {
+            let mut q = self.run_queue.borrow_mut();
+            q.push_front(me);
+            q.push_front(child);
+        }
+        self.switch_out();
+    }
+
+    /// Queues a fiber to run (used to start fibers without switching).
+    pub(crate) fn schedule(&self, key: FiberKey) {
+        self.run_queue.borrow_mut().push_back(key);
+    }
+
+    pub(crate) fn add_timer(&self, deadline: u64, r: Resumer<()>) -> (u64, u64) {
+        let seq = self.timer_seq.get();
+        self.timer_seq.set(seq + 1);
+        self.timers.borrow_mut().insert((deadline, seq), r);
+        (deadline, seq)
+    }
+
+    pub(crate) fn remove_timer(&self, key: (u64, u64)) {
+        self.timers.borrow_mut().remove(&key);
+    }
+
+    /// Emits one trace line through the driver, or to standard error.
+    pub(crate) fn trace(&self, line: &str) -> bool {
+        match self.driver.try_borrow_mut() {
+            Ok(mut d) => d.trace(line),
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn stack_default_size(&self) -> usize {
+        self.stacks.borrow().default_size()
+    }
+
+    pub(crate) fn idle_stacks(&self) -> usize {
+        self.stacks.borrow().idle_count()
+    }
+
+    pub(crate) fn fiber_count(&self) -> usize {
+        self.fibers.borrow().len()
+    }
+
+    fn run_fiber(&self, key: FiberKey) {
+        let (mut coro, y) = {
+            let mut fibers = self.fibers.borrow_mut();
+            let Some(f) = fibers.get_mut(key) else { return };
+            let Some(c) = f.coro.take() else { return };
+            (c, f.yielder)
+        };
+        self.current.set(Some(key));
+        self.cur_yielder.set(y);
+        let r = coro.resume(());
+        self.current.set(None);
+        self.cur_yielder.set(ptr::null());
+        match r {
+            CoroutineResult::Yield(()) => {
+                if let Some(f) = self.fibers.borrow_mut().get_mut(key) {
+                    f.coro = Some(coro);
+                }
+            }
+            CoroutineResult::Return(()) => {
+                let f = self.fibers.borrow_mut().remove(key);
+                if let Some(f) = f {
+                    f.ctx.remove_fiber(f.ctx_key);
+                }
+                self.stacks.borrow_mut().put(coro.into_stack());
+            }
+        }
+    }
+
+    fn fire_timers(&self) -> bool {
+        let now = self.now();
+        let mut fired = false;
+        loop {
+            let entry = {
+                let mut t = self.timers.borrow_mut();
+                match t.first_key_value() {
+                    Some((&(d, _), _)) if d <= now => t.pop_first(),
+                    _ => None,
+                }
+            };
+            match entry {
+                Some((_, r)) => {
+                    fired |= r.resume(()).is_ok();
+                }
+                None => break,
+            }
+        }
+        fired
+    }
+
+    fn drain_remote(&self) {
+        if self.shared.has_remote() {
+            let mut q = self.run_queue.borrow_mut();
+            self.shared.drain_remote(|k| q.push_back(k));
+        }
+    }
+
+    fn io_turn(&self, park: Park) -> Parked {
+        let external = self.shared.has_external();
+        let parked = self.driver.borrow_mut().park(park, external);
+        self.drain_remote();
+        self.fire_timers();
+        parked
+    }
+
+    /// Describes every blocked fiber, for a deadlock report.
+    fn describe_blocked(&self) -> String {
+        let fibers = self.fibers.borrow();
+        let mut lines: Vec<(u64, String)> = fibers
+            .values()
+            .map(|f| {
+                let mut s = format!("fiber #{}", f.id);
+                if let Some(n) = &f.name {
+                    s.push_str(&format!(" \"{n}\""));
+                }
+                if let Some(site) = f.site {
+                    s.push_str(&format!(" (forked at {site})"));
+                }
+                if f.waiting_on.is_empty() {
+                    s.push_str(" is blocked");
+                } else {
+                    s.push_str(&format!(" waiting on {}", f.waiting_on));
+                }
+                (f.id, s)
+            })
+            .collect();
+        lines.sort();
+        lines.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join("; ")
+    }
+
+    /// The main loop: runs until the root fiber finishes or nothing can run.
+    fn run_loop(&self, root: FiberKey) {
+        let mut leaked = false;
+        loop {
+            if !self.fibers.borrow().contains_key(root) {
+                break;
+            }
+            self.drain_remote();
+            let next = self.run_queue.borrow_mut().pop_front();
+            if let Some(key) = next {
+                let b = self.budget.get();
+                if b == 0 {
+                    self.io_turn(Park::Poll);
+                    self.budget.set(self.run_queue.borrow().len() + 1);
+                } else {
+                    self.budget.set(b - 1);
+                }
+                self.run_fiber(key);
+                continue;
+            }
+            if self.fire_timers() {
+                continue;
+            }
+            // Nothing runnable: block in the driver.
+            let deadline = self.timers.borrow().first_key_value().map(|(k, _)| k.0);
+            let park = match deadline {
+                Some(d) => Park::Until(d),
+                None => Park::Forever,
+            };
+            if !self.shared.prepare_sleep() {
+                continue;
+            }
+            let parked = self.io_turn(park);
+            self.shared.end_sleep();
+            if let Parked::Stuck = parked {
+                if !self.run_queue.borrow().is_empty() {
+                    continue;
+                }
+                if self.fatal.borrow().is_some() {
+                    // Already cancelled everything once; what is left is
+                    // blocked where cancellation cannot reach. Leak it.
+                    leaked = true;
+                    break;
+                }
+                let err = Error::msg(ErrorKind::Deadlock, self.describe_blocked());
+                *self.fatal.borrow_mut() = Some(err.clone());
+                self.root_ctx.cancel(self, err);
+            }
+        }
+        if leaked {
+            // Fibers blocked forever: never resume or drop their coroutines
+            // (dropping would unwind them, running code that might suspend).
+            let mut fibers = self.fibers.borrow_mut();
+            for (_, mut f) in fibers.drain() {
+                if let Some(c) = f.coro.take() {
+                    std::mem::forget(c);
+                }
+                std::mem::forget(f.locals);
+            }
+        }
+    }
+}
+
+/// Runs `main` as the root fiber of a new scheduler on this thread, driven by
+/// `driver`, and returns its result once it finishes.
+///
+/// This is the entry point every backend's `run` builds on. Fails if called
+/// inside another runtime on the same thread.
+pub fn run_scheduler<T>(
+    driver: Box<dyn Driver>,
+    config: &RunConfig,
+    main: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if in_runtime() {
+        return Err(Error::msg(
+            ErrorKind::InvalidInput,
+            "weft::run called inside a running weft runtime on the same thread",
+        ));
+    }
+    let shared = Arc::new(Shared::new(driver.unparker()));
+    let sched = Scheduler {
+        fibers: RefCell::new(SlotMap::with_key()),
+        run_queue: RefCell::new(VecDeque::with_capacity(64)),
+        current: Cell::new(None),
+        cur_yielder: Cell::new(ptr::null()),
+        timers: RefCell::new(BTreeMap::new()),
+        timer_seq: Cell::new(0),
+        next_id: Cell::new(1),
+        shared,
+        driver: RefCell::new(driver),
+        stacks: RefCell::new(StackPool::new(config.stack_size, config.max_idle_stacks)),
+        root_ctx: CancelCtx::root(),
+        budget: Cell::new(1),
+        fatal: RefCell::new(None),
+    };
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(ptr::null()));
+        }
+    }
+    CURRENT.with(|c| c.set(&sched));
+    let _reset = Reset;
+
+    let mut result: Option<std::thread::Result<Result<T>>> = None;
+    let slot = &mut result;
+    let body = move || {
+        *slot = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(main)));
+    };
+    let opts = SpawnOpts {
+        name: Some("main".into()),
+        ..SpawnOpts::default()
+    };
+    // SAFETY: `body` borrows `result` and `main`'s captures, all of which live
+    // on this frame; `run_loop` returns only once the root fiber has finished
+    // or has been leaked (never to run again).
+    let root = unsafe { sched.spawn(sched.root_ctx.clone(), Locals::default(), opts, body)? };
+    sched.schedule(root);
+    sched.run_loop(root);
+    let fatal = sched.fatal.borrow_mut().take();
+    match (result, fatal) {
+        (Some(Err(panic)), _) => std::panic::resume_unwind(panic),
+        (_, Some(fatal)) => Err(fatal),
+        (Some(Ok(r)), None) => r,
+        (None, None) => Err(Error::msg(ErrorKind::Deadlock, "the main fiber never finished")),
+    }
+}
