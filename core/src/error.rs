@@ -40,10 +40,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 type Source = Arc<dyn StdError + Send + Sync + 'static>;
 
-/// weft's error: a [`ErrorKind`], an optional source and context lines.
+/// weft's error: an [`ErrorKind`], an optional source and context lines.
 ///
-/// The error is one pointer wide, so `Result<T>` stays small. Cloning is cheap
-/// apart from the context lines: clones share the same source.
+/// The error is one pointer wide, so `Result<T>` stays small. A clone copies
+/// the kind and context lines but shares the source.
 ///
 /// ```rust
 /// use weft_core::{Error, ErrorKind};
@@ -284,8 +284,9 @@ impl Error {
     ///
     /// ```rust
     /// use weft_core::{Error, ErrorKind, FsError};
-    /// let err = Error::with_source(ErrorKind::Fs(FsError::Busy), std::fmt::Error);
-    /// assert_eq!(err.to_string(), "fs: resource busy (an error occurred when formatting an argument)");
+    /// let cause = std::io::Error::other("mounted on /mnt");
+    /// let err = Error::with_source(ErrorKind::Fs(FsError::Busy), cause);
+    /// assert_eq!(err.to_string(), "fs: resource busy (mounted on /mnt)");
     /// ```
     pub fn with_source(kind: ErrorKind, source: impl StdError + Send + Sync + 'static) -> Error {
         let mut err = Error::new(kind);
