@@ -134,7 +134,9 @@ pub(crate) struct WakeSlot {
     state: AtomicU64,
     /// Link in [`Shared::remote`] while queued there.
     next: AtomicPtr<WakeSlot>,
-    pub(crate) fiber: FiberKey,
+    /// The fiber this slot wakes (`FiberKey` as FFI bits). Set before any
+    /// resumer for it exists; reset when a pooled slot moves to a new fiber.
+    fiber: AtomicU64,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -143,9 +145,20 @@ impl WakeSlot {
         WakeSlot {
             state: AtomicU64::new(IDLE),
             next: AtomicPtr::new(ptr::null_mut()),
-            fiber,
+            fiber: AtomicU64::new(slotmap::Key::data(&fiber).as_ffi()),
             shared,
         }
+    }
+
+    pub(crate) fn fiber(&self) -> FiberKey {
+        slotmap::KeyData::from_ffi(self.fiber.load(Ordering::Relaxed)).into()
+    }
+
+    /// Moves a pooled slot to another fiber. Only called while no resumer
+    /// of the slot exists (its `Arc` is unique).
+    pub(crate) fn reassign(&self, fiber: FiberKey) {
+        self.fiber
+            .store(slotmap::Key::data(&fiber).as_ffi(), Ordering::Relaxed);
     }
 
     /// Starts a new wait and returns its epoch. Only the owning fiber calls
@@ -244,7 +257,7 @@ impl Shared {
             // back into an Arc releases that reference when dropped.
             let slot = unsafe { Arc::from_raw(rev) };
             rev = slot.next.load(Ordering::Relaxed);
-            f(slot.fiber);
+            f(slot.fiber());
         }
     }
 
@@ -367,7 +380,7 @@ impl<T> Resumer<T> {
 
     fn enqueue(&self, deferred: bool) {
         if !deferred && sched::is_current_shared(&self.slot.shared) {
-            sched::wake_local(self.slot.fiber);
+            sched::wake_local(self.slot.fiber());
         } else {
             self.slot.shared.push_remote(&self.slot);
         }

@@ -47,6 +47,8 @@ pub(crate) struct CancelCtx {
     parent: Option<Rc<CancelCtx>>,
     key_in_parent: Cell<Option<ChildKey>>,
     protected: bool,
+    /// Fast flag mirroring `reason.is_some()`.
+    cancelled: Cell<bool>,
     reason: RefCell<Option<Error>>,
     fibers: RefCell<SlotMap<CtxFiberKey, FiberKey>>,
     children: RefCell<SlotMap<ChildKey, Weak<CancelCtx>>>,
@@ -58,6 +60,7 @@ impl CancelCtx {
             parent: None,
             key_in_parent: Cell::new(None),
             protected: false,
+            cancelled: Cell::new(false),
             reason: RefCell::new(None),
             fibers: RefCell::new(SlotMap::with_key()),
             children: RefCell::new(SlotMap::with_key()),
@@ -76,6 +79,7 @@ impl CancelCtx {
             parent: Some(parent.clone()),
             key_in_parent: Cell::new(None),
             protected,
+            cancelled: Cell::new(reason.is_some()),
             reason: RefCell::new(reason),
             fibers: RefCell::new(SlotMap::with_key()),
             children: RefCell::new(SlotMap::with_key()),
@@ -94,7 +98,7 @@ impl CancelCtx {
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.reason.borrow().is_some()
+        self.cancelled.get()
     }
 
     pub(crate) fn reason(&self) -> Option<Error> {
@@ -102,7 +106,11 @@ impl CancelCtx {
     }
 
     /// `Err(Cancelled(reason))` if this context is cancelled.
+    #[inline]
     pub(crate) fn check(&self) -> Result<()> {
+        if !self.cancelled.get() {
+            return Ok(());
+        }
         match &*self.reason.borrow() {
             None => Ok(()),
             Some(r) => Err(Error::cancelled(r.clone())),
@@ -118,6 +126,7 @@ impl CancelCtx {
                 return;
             }
             *r = Some(reason.clone());
+            self.cancelled.set(true);
         }
         let fibers: Vec<FiberKey> = self.fibers.borrow().values().copied().collect();
         for f in fibers {

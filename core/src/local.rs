@@ -106,7 +106,7 @@ impl<T: 'static> FiberLocal<T> {
     /// The value bound in the current fiber, if any. `None` outside a fiber.
     pub fn get(&self) -> Option<Rc<T>> {
         let s = sched::current().ok()?;
-        let v = s.with_current(|f| f.locals.lookup(self.key()))?;
+        let v = s.current_locals().lookup(self.key())?;
         v.downcast::<T>().ok()
     }
 
@@ -124,20 +124,17 @@ impl<T: 'static> FiberLocal<T> {
     fn rebind<R>(&self, value: Option<Rc<dyn Any>>, f: impl FnOnce() -> R) -> R {
         let Ok(s) = sched::current() else { return f() };
         let key = self.key();
-        let old = s.with_current(|fib| {
-            let old = fib.locals.clone();
-            fib.locals = Locals(Some(Rc::new(Node {
-                key,
-                value,
-                next: old.clone(),
-            })));
-            old
-        });
+        let outer = s.current_locals();
+        let old = s.replace_current_locals(Locals(Some(Rc::new(Node {
+            key,
+            value,
+            next: outer,
+        }))));
         struct Restore(Option<Locals>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 if let (Some(old), Ok(s)) = (self.0.take(), sched::current()) {
-                    s.with_current(|fib| fib.locals = old);
+                    s.replace_current_locals(old);
                 }
             }
         }

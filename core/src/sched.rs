@@ -8,7 +8,7 @@
 //! runnable the driver blocks until IO, the next timer, or a wake-up from
 //! another thread.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::Location;
 use std::ptr;
@@ -39,18 +39,23 @@ pub(crate) struct SpawnOpts {
     pub(crate) site: Option<&'static Location<'static>>,
 }
 
+/// A fiber's control block. Shared (`Rc`) between the fiber table and the
+/// scheduler's `current` pointer; every field is a `Cell` or `RefCell`
+/// because only this thread ever touches it.
 pub(crate) struct Fiber {
-    coro: Option<Coro>,
-    yielder: *const Yielder<(), ()>,
-    wake: Option<Arc<WakeSlot>>,
-    pub(crate) ctx: Rc<CancelCtx>,
-    pub(crate) ctx_key: CtxFiberKey,
-    hook: Option<RawHook>,
-    waiting_on: &'static str,
-    id: u64,
-    name: Option<std::borrow::Cow<'static, str>>,
-    site: Option<&'static Location<'static>>,
-    pub(crate) locals: Locals,
+    /// Only touched by the scheduler loop, never while the fiber runs
+    /// (`run_fiber` resumes it in place through this cell).
+    coro: UnsafeCell<Option<Coro>>,
+    yielder: Cell<*const Yielder<(), ()>>,
+    wake: RefCell<Option<Arc<WakeSlot>>>,
+    ctx: RefCell<Rc<CancelCtx>>,
+    ctx_key: Cell<CtxFiberKey>,
+    hook: Cell<Option<RawHook>>,
+    waiting_on: Cell<&'static str>,
+    id: Cell<u64>,
+    name: RefCell<Option<std::borrow::Cow<'static, str>>>,
+    site: Cell<Option<&'static Location<'static>>>,
+    locals: RefCell<Locals>,
 }
 
 /// Run-time configuration shared by every backend.
@@ -72,9 +77,12 @@ impl Default for RunConfig {
 }
 
 pub(crate) struct Scheduler {
-    fibers: RefCell<SlotMap<FiberKey, Fiber>>,
+    fibers: RefCell<SlotMap<FiberKey, Rc<Fiber>>>,
     run_queue: RefCell<VecDeque<FiberKey>>,
     current: Cell<Option<FiberKey>>,
+    /// The running fiber's control block; the fiber table keeps it alive.
+    current_fiber: Cell<*const Fiber>,
+    root_done: Cell<bool>,
     cur_yielder: Cell<*const Yielder<(), ()>>,
     timers: RefCell<BTreeMap<(u64, u64), Resumer<()>>>,
     timer_seq: Cell<u64>,
@@ -82,6 +90,8 @@ pub(crate) struct Scheduler {
     shared: Arc<Shared>,
     driver: RefCell<Box<dyn Driver>>,
     stacks: RefCell<StackPool>,
+    /// Control blocks of finished fibers, for reuse (with their wake slots).
+    spare_fibers: RefCell<Vec<Rc<Fiber>>>,
     pub(crate) root_ctx: Rc<CancelCtx>,
     /// Fibers to run before the next IO/timer turn.
     budget: Cell<usize>,
@@ -149,60 +159,63 @@ impl Scheduler {
         self.current.get().expect("no fiber is running")
     }
 
-    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&mut Fiber) -> R) -> R {
-        let key = self.current_key();
-        let mut fibers = self.fibers.borrow_mut();
-        f(fibers.get_mut(key).expect("current fiber exists"))
-    }
-
-    pub(crate) fn with_fiber<R>(&self, key: FiberKey, f: impl FnOnce(&mut Fiber) -> R) -> Option<R> {
-        self.fibers.borrow_mut().get_mut(key).map(f)
+    /// The running fiber.
+    fn cur(&self) -> &Fiber {
+        let p = self.current_fiber.get();
+        assert!(!p.is_null(), "no fiber is running");
+        // SAFETY: `current_fiber` is set by `run_fiber` from an `Rc<Fiber>`
+        // held by the fiber table, and cleared before that entry can be
+        // removed (entries are removed only after their fiber returns).
+        unsafe { &*p }
     }
 
     /// `Err(Cancelled)` if the current fiber's context is cancelled.
+    #[inline]
     pub(crate) fn check_cancelled(&self) -> Result<()> {
-        let ctx = self.with_current(|f| f.ctx.clone());
-        ctx.check()
+        self.cur().ctx.borrow().check()
     }
 
     pub(crate) fn current_ctx(&self) -> Rc<CancelCtx> {
-        self.with_current(|f| f.ctx.clone())
+        self.cur().ctx.borrow().clone()
+    }
+
+    pub(crate) fn current_locals(&self) -> Locals {
+        self.cur().locals.borrow().clone()
+    }
+
+    /// Replaces the current fiber's bindings, returning the old ones.
+    pub(crate) fn replace_current_locals(&self, locals: Locals) -> Locals {
+        self.cur().locals.replace(locals)
     }
 
     /// Moves the current fiber into `ctx`, returning the context it left.
     pub(crate) fn enter_ctx(&self, ctx: Rc<CancelCtx>) -> Rc<CancelCtx> {
         let key = self.current_key();
-        let (old, old_key) = self.with_current(|f| (f.ctx.clone(), f.ctx_key));
-        old.remove_fiber(old_key);
+        let f = self.cur();
         let new_key = ctx.add_fiber(key);
-        self.with_current(|f| {
-            f.ctx = ctx;
-            f.ctx_key = new_key;
-        });
+        let old = f.ctx.replace(ctx);
+        old.remove_fiber(f.ctx_key.replace(new_key));
         old
     }
 
     pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
         let key = self.current_key();
-        let shared = &self.shared;
-        self.with_current(|f| {
-            f.wake
-                .get_or_insert_with(|| Arc::new(WakeSlot::new(key, shared.clone())))
-                .clone()
-        })
+        self.cur()
+            .wake
+            .borrow_mut()
+            .get_or_insert_with(|| Arc::new(WakeSlot::new(key, self.shared.clone())))
+            .clone()
     }
 
     /// Switches away from the current fiber until something queues it again.
     pub(crate) fn block_current(&self, what: &'static str, hook: Option<RawHook>) {
-        self.with_current(|f| {
-            f.waiting_on = what;
-            f.hook = hook;
-        });
+        let f = self.cur();
+        f.waiting_on.set(what);
+        f.hook.set(hook);
         self.switch_out();
-        self.with_current(|f| {
-            f.waiting_on = "";
-            f.hook = None;
-        });
+        let f = self.cur();
+        f.waiting_on.set("");
+        f.hook.set(None);
     }
 
     /// Puts the current fiber at the back of the run queue and switches away.
@@ -223,7 +236,7 @@ impl Scheduler {
 
     /// Runs the hook of a suspended fiber because its context was cancelled.
     pub(crate) fn cancel_fiber(&self, key: FiberKey, reason: &Error) {
-        let hook = self.with_fiber(key, |f| f.hook.take()).flatten();
+        let hook = self.fibers.borrow().get(key).and_then(|f| f.hook.take());
         if let Some(h) = hook {
             // SAFETY: a hook is only stored while its fiber is blocked in
             // `block_current`, which clears it before the frame that owns it
@@ -249,7 +262,7 @@ impl Scheduler {
         let func = move |y: &Yielder<(), ()>, ()| {
             if let Ok(s) = current() {
                 s.cur_yielder.set(y);
-                s.with_current(|f| f.yielder = y);
+                s.cur().yielder.set(y);
             }
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
                 // Fiber bodies built by weft catch their own panics; reaching
@@ -265,21 +278,39 @@ impl Scheduler {
         let coro = unsafe { Coro::with_stack_unchecked(stack, func) };
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let key = self.fibers.borrow_mut().insert_with_key(|_| Fiber {
-            coro: Some(coro),
-            yielder: ptr::null(),
-            wake: None,
-            ctx: ctx.clone(),
-            ctx_key: CtxFiberKey::default(),
-            hook: None,
-            waiting_on: "",
-            id,
-            name: opts.name,
-            site: opts.site,
-            locals,
-        });
-        let ck = ctx.add_fiber(key);
-        self.with_fiber(key, |f| f.ctx_key = ck);
+        let spare = self.spare_fibers.borrow_mut().pop();
+        let fiber = match spare {
+            Some(f) => {
+                // SAFETY: a spare fiber is in no table and not running; this
+                // is the only reference to its coroutine cell.
+                unsafe { *f.coro.get() = Some(coro) };
+                f.yielder.set(ptr::null());
+                *f.ctx.borrow_mut() = ctx.clone();
+                f.id.set(id);
+                *f.name.borrow_mut() = opts.name;
+                f.site.set(opts.site);
+                *f.locals.borrow_mut() = locals;
+                f
+            }
+            None => Rc::new(Fiber {
+                coro: UnsafeCell::new(Some(coro)),
+                yielder: Cell::new(ptr::null()),
+                wake: RefCell::new(None),
+                ctx: RefCell::new(ctx.clone()),
+                ctx_key: Cell::new(CtxFiberKey::default()),
+                hook: Cell::new(None),
+                waiting_on: Cell::new(""),
+                id: Cell::new(id),
+                name: RefCell::new(opts.name),
+                site: Cell::new(opts.site),
+                locals: RefCell::new(locals),
+            }),
+        };
+        let key = self.fibers.borrow_mut().insert(fiber.clone());
+        fiber.ctx_key.set(ctx.add_fiber(key));
+        if let Some(w) = &*fiber.wake.borrow() {
+            w.reassign(key);
+        }
         Ok(key)
     }
 
@@ -331,34 +362,63 @@ impl Scheduler {
     }
 
     fn run_fiber(&self, key: FiberKey) {
-        let (mut coro, y) = {
-            let mut fibers = self.fibers.borrow_mut();
-            let Some(f) = fibers.get_mut(key) else { return };
-            let Some(c) = f.coro.take() else { return };
-            (c, f.yielder)
+        let fp: *const Fiber = match self.fibers.borrow().get(key) {
+            Some(f) => Rc::as_ptr(f),
+            None => return,
+        };
+        // SAFETY: the table holds an `Rc` to this fiber until it returns,
+        // which can only happen inside the `resume` below; we stop using
+        // `f` before removing the entry.
+        let f = unsafe { &*fp };
+        // SAFETY: only this loop touches `coro`, and not re-entrantly: the
+        // fiber being resumed cannot reach its own coroutine cell.
+        let Some(coro) = (unsafe { (*f.coro.get()).as_mut() }) else {
+            return;
         };
         self.current.set(Some(key));
-        self.cur_yielder.set(y);
+        self.current_fiber.set(fp);
+        self.cur_yielder.set(f.yielder.get());
         let r = coro.resume(());
         self.current.set(None);
+        self.current_fiber.set(ptr::null());
         self.cur_yielder.set(ptr::null());
-        match r {
-            CoroutineResult::Yield(()) => {
-                if let Some(f) = self.fibers.borrow_mut().get_mut(key) {
-                    f.coro = Some(coro);
-                }
-            }
-            CoroutineResult::Return(()) => {
-                let f = self.fibers.borrow_mut().remove(key);
-                if let Some(f) = f {
-                    f.ctx.remove_fiber(f.ctx_key);
-                }
-                self.stacks.borrow_mut().put(coro.into_stack());
+        if let CoroutineResult::Return(()) = r {
+            // SAFETY: as above; the coroutine has finished.
+            let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
+            f.ctx.borrow().remove_fiber(f.ctx_key.get());
+            self.stacks.borrow_mut().put(coro.into_stack());
+            let rc = self.fibers.borrow_mut().remove(key);
+            if let Some(rc) = rc {
+                self.recycle(rc);
             }
         }
     }
 
+    /// Keeps a finished fiber's control block (and wake slot, if no
+    /// resumer still refers to it) for the next spawn.
+    fn recycle(&self, f: Rc<Fiber>) {
+        if Rc::strong_count(&f) != 1 {
+            return;
+        }
+        {
+            let mut w = f.wake.borrow_mut();
+            if w.as_ref().is_some_and(|a| Arc::strong_count(a) != 1) {
+                *w = None;
+            }
+        }
+        *f.locals.borrow_mut() = Locals::default();
+        *f.name.borrow_mut() = None;
+        *f.ctx.borrow_mut() = self.root_ctx.clone();
+        let mut spare = self.spare_fibers.borrow_mut();
+        if spare.len() < 1024 {
+            spare.push(f);
+        }
+    }
+
     fn fire_timers(&self) -> bool {
+        if self.timers.borrow().is_empty() {
+            return false;
+        }
         let now = self.now();
         let mut fired = false;
         loop {
@@ -400,19 +460,20 @@ impl Scheduler {
         let mut lines: Vec<(u64, String)> = fibers
             .values()
             .map(|f| {
-                let mut s = format!("fiber #{}", f.id);
-                if let Some(n) = &f.name {
+                let mut s = format!("fiber #{}", f.id.get());
+                if let Some(n) = &*f.name.borrow() {
                     s.push_str(&format!(" \"{n}\""));
                 }
-                if let Some(site) = f.site {
+                if let Some(site) = f.site.get() {
                     s.push_str(&format!(" (forked at {site})"));
                 }
-                if f.waiting_on.is_empty() {
+                let waiting_on = f.waiting_on.get();
+                if waiting_on.is_empty() {
                     s.push_str(" is blocked");
                 } else {
-                    s.push_str(&format!(" waiting on {}", f.waiting_on));
+                    s.push_str(&format!(" waiting on {waiting_on}"));
                 }
-                (f.id, s)
+                (f.id.get(), s)
             })
             .collect();
         lines.sort();
@@ -420,10 +481,10 @@ impl Scheduler {
     }
 
     /// The main loop: runs until the root fiber finishes or nothing can run.
-    fn run_loop(&self, root: FiberKey) {
+    fn run_loop(&self) {
         let mut leaked = false;
         loop {
-            if !self.fibers.borrow().contains_key(root) {
+            if self.root_done.get() {
                 break;
             }
             self.drain_remote();
@@ -432,7 +493,9 @@ impl Scheduler {
                 let b = self.budget.get();
                 if b == 0 {
                     self.io_turn(Park::Poll);
-                    self.budget.set(self.run_queue.borrow().len() + 1);
+                    // One IO/timer turn per pass over the run queue, but not
+                    // more often than every 16 fibers.
+                    self.budget.set(self.run_queue.borrow().len().max(16));
                 } else {
                     self.budget.set(b - 1);
                 }
@@ -468,15 +531,15 @@ impl Scheduler {
                 self.root_ctx.cancel(self, err);
             }
         }
-        if leaked {
-            // Fibers blocked forever: never resume or drop their coroutines
-            // (dropping would unwind them, running code that might suspend).
-            let mut fibers = self.fibers.borrow_mut();
-            for (_, mut f) in fibers.drain() {
-                if let Some(c) = f.coro.take() {
-                    std::mem::forget(c);
-                }
-                std::mem::forget(f.locals);
+        let _ = leaked;
+        // Fibers still here are blocked forever: never resume or drop their
+        // coroutines (dropping would unwind them, running code that might
+        // suspend, over borrows that may have ended).
+        let mut fibers = self.fibers.borrow_mut();
+        for (_, f) in fibers.drain() {
+            // SAFETY: the loop has stopped; nothing else touches coroutines.
+            if let Some(c) = unsafe { (*f.coro.get()).take() } {
+                std::mem::forget(c);
             }
         }
     }
@@ -503,6 +566,8 @@ pub fn run_scheduler<T>(
         fibers: RefCell::new(SlotMap::with_key()),
         run_queue: RefCell::new(VecDeque::with_capacity(64)),
         current: Cell::new(None),
+        current_fiber: Cell::new(ptr::null()),
+        root_done: Cell::new(false),
         cur_yielder: Cell::new(ptr::null()),
         timers: RefCell::new(BTreeMap::new()),
         timer_seq: Cell::new(0),
@@ -510,6 +575,7 @@ pub fn run_scheduler<T>(
         shared,
         driver: RefCell::new(driver),
         stacks: RefCell::new(StackPool::new(config.stack_size, config.max_idle_stacks)),
+        spare_fibers: RefCell::new(Vec::new()),
         root_ctx: CancelCtx::root(),
         budget: Cell::new(1),
         fatal: RefCell::new(None),
@@ -525,8 +591,10 @@ pub fn run_scheduler<T>(
 
     let mut result: Option<std::thread::Result<Result<T>>> = None;
     let slot = &mut result;
+    let done = &sched.root_done;
     let body = move || {
         *slot = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(main)));
+        done.set(true);
     };
     let opts = SpawnOpts {
         name: Some("main".into()),
@@ -537,7 +605,7 @@ pub fn run_scheduler<T>(
     // or has been leaked (never to run again).
     let root = unsafe { sched.spawn(sched.root_ctx.clone(), Locals::default(), opts, body)? };
     sched.schedule(root);
-    sched.run_loop(root);
+    sched.run_loop();
     let fatal = sched.fatal.borrow_mut().take();
     match (result, fatal) {
         (Some(Err(panic)), _) => std::panic::resume_unwind(panic),

@@ -291,7 +291,7 @@ impl<'sw> Switch<'sw, '_> {
         } else {
             st.live.set(st.live.get() + 1);
         }
-        let locals = sched.with_current(|f| f.locals.clone());
+        let locals = sched.current_locals();
         let body = move || {
             let r = catch_unwind(AssertUnwindSafe(f));
             match r {

@@ -40,6 +40,8 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use smallvec::SmallVec;
+
 use crate::backend::{suspend_with_cancel, Resumer};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -51,7 +53,8 @@ struct Inner<T> {
     state: AtomicU8,
     /// Written once, under `waiters`' lock, before `state` becomes RESOLVED.
     value: UnsafeCell<Option<T>>,
-    waiters: Mutex<Vec<Resumer<()>>>,
+    /// Inline room for the common single waiter: no allocation.
+    waiters: Mutex<SmallVec<[Resumer<()>; 1]>>,
     resolvers: AtomicUsize,
 }
 
@@ -107,7 +110,7 @@ impl<T> Promise<T> {
         let inner = Arc::new(Inner {
             state: AtomicU8::new(PENDING),
             value: UnsafeCell::new(None),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(SmallVec::new()),
             resolvers: AtomicUsize::new(1),
         });
         (
@@ -124,7 +127,7 @@ impl<T> Promise<T> {
             inner: Arc::new(Inner {
                 state: AtomicU8::new(RESOLVED),
                 value: UnsafeCell::new(Some(value)),
-                waiters: Mutex::new(Vec::new()),
+                waiters: Mutex::new(SmallVec::new()),
                 resolvers: AtomicUsize::new(0),
             }),
         }
