@@ -20,7 +20,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use weft_core::{
-    backend, cancel, env, error, fiber, switch, sync, time, trace, traceln, Env, Error, ErrorKind,
+    backend, cancel, env, error, fiber, flow, switch, sync, time, trace, traceln, Env, Error, ErrorKind,
     FsError, NetError, ProcessError, Result, ResultExt, RunConfig, Switch,
 };
 

@@ -84,6 +84,13 @@ pub enum ErrorKind {
     /// The resource was closed or the other end is gone (an abandoned
     /// promise, a closed stream, ...).
     Closed,
+    /// A flow ended before the data a reader needed.
+    EndOfFile,
+    /// Input did not parse; the context says what was expected and at which
+    /// offset.
+    Parse,
+    /// A buffered reader would have had to grow past its `max_size`.
+    BufferLimitExceeded,
     /// A mutex whose holder failed while writing is poisoned.
     Poisoned,
     /// An argument was invalid; the message is in the context.
@@ -241,6 +248,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Timeout => f.write_str("timeout"),
             ErrorKind::Deadlock => f.write_str("deadlock"),
             ErrorKind::Closed => f.write_str("closed"),
+            ErrorKind::EndOfFile => f.write_str("end of file"),
+            ErrorKind::Parse => f.write_str("parse error"),
+            ErrorKind::BufferLimitExceeded => f.write_str("buffer limit exceeded"),
             ErrorKind::Poisoned => f.write_str("poisoned"),
             ErrorKind::InvalidInput => f.write_str("invalid input"),
             ErrorKind::Net(e) => write!(f, "net: {e}"),
@@ -543,7 +553,7 @@ const IO_KINDS: &[(io::ErrorKind, ErrorKind)] = {
         (K::NetworkDown, Net(NetError::NetworkUnreachable)),
         (K::TimedOut, Net(NetError::TimedOut)),
         (K::InvalidInput, ErrorKind::InvalidInput),
-        (K::UnexpectedEof, ErrorKind::Closed),
+        (K::UnexpectedEof, ErrorKind::EndOfFile),
     ]
 };
 

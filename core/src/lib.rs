@@ -14,6 +14,7 @@ pub mod cancel;
 pub mod env;
 pub mod error;
 pub mod fiber;
+pub mod flow;
 mod local;
 mod sched;
 mod stack;

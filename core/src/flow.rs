@@ -1,0 +1,278 @@
+//! Flows: byte streams that fibers read and write.
+//!
+//! A [`Source`] produces bytes and a [`Sink`] consumes them; sockets, pipes
+//! and files are both. Flow methods take `&self`, so one fiber may read a
+//! socket while another writes it. Every flow is also a `std::io::Read` /
+//! `std::io::Write` through [`IoReader`] and [`IoWriter`] (and the concrete
+//! flow types implement the std traits directly), so ordinary synchronous
+//! crates work on fibers unchanged.
+//!
+//! ```
+//! use weft::flow::{self, Sink, Source};
+//!
+//! weft::mock::run(|_env| {
+//!     let src = flow::string_source("Hello, world!\n");
+//!     let sink = flow::buffer_sink();
+//!     flow::copy(&src, &sink)?;
+//!     assert_eq!(sink.contents(), b"Hello, world!\n");
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::io;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Which direction(s) of a two-way flow to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownKind {
+    /// No more reads.
+    Read,
+    /// No more writes: the peer sees end of stream.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// A flow that produces bytes.
+pub trait Source {
+    /// Reads at least one byte into `buf` (unless `buf` is empty), waiting
+    /// if none is available yet. `Ok(0)` means end of stream.
+    fn read(&self, buf: &mut [u8]) -> Result<usize>;
+
+    /// Fills `buf` completely, or fails with `EndOfFile` (keeping what was
+    /// read in `buf`).
+    fn read_exact(&self, mut buf: &mut [u8]) -> Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf)? {
+                0 => {
+                    return Err(Error::msg(
+                        ErrorKind::EndOfFile,
+                        "end of stream before the buffer was filled",
+                    ))
+                }
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads until end of stream, appending to `out`; returns the count.
+    fn read_to_end(&self, out: &mut Vec<u8>) -> Result<usize> {
+        let start = out.len();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.read(&mut chunk)? {
+                0 => return Ok(out.len() - start),
+                n => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads everything until end of stream as UTF-8.
+    fn read_all(&self) -> Result<String> {
+        let mut v = Vec::new();
+        self.read_to_end(&mut v)?;
+        String::from_utf8(v).map_err(|e| Error::with_source(ErrorKind::InvalidInput, e))
+    }
+}
+
+/// A flow that consumes bytes.
+pub trait Sink {
+    /// Writes some of `buf` (at least one byte unless it is empty), waiting
+    /// for room if needed; returns how many bytes were taken.
+    fn write(&self, buf: &[u8]) -> Result<usize>;
+
+    /// Writes several buffers, as one operation where the flow can (the
+    /// default writes the first non-empty one).
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => self.write(b),
+            None => Ok(0),
+        }
+    }
+
+    /// Writes all of `buf`.
+    fn write_all(&self, mut buf: &[u8]) -> Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf)? {
+                0 => {
+                    return Err(Error::msg(ErrorKind::Closed, "sink accepted no bytes"));
+                }
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies everything from `src` until its end; returns the byte count.
+    /// Flows backed by file descriptors override this to splice in the
+    /// kernel where they can.
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            self.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+    }
+}
+
+/// A two-way flow that can be half-closed.
+pub trait Shutdown {
+    /// Shuts down one or both directions.
+    fn shutdown(&self, how: ShutdownKind) -> Result<()>;
+}
+
+impl<S: Source + ?Sized> Source for &S {
+    fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        (**self).read(buf)
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for &S {
+    fn write(&self, buf: &[u8]) -> Result<usize> {
+        (**self).write(buf)
+    }
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        (**self).write_vectored(bufs)
+    }
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        (**self).copy_from(src)
+    }
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        (**self).read(buf)
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn write(&self, buf: &[u8]) -> Result<usize> {
+        (**self).write(buf)
+    }
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        (**self).write_vectored(bufs)
+    }
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        (**self).copy_from(src)
+    }
+}
+
+/// Copies everything from `src` to `dst` until `src` ends.
+pub fn copy(src: &(impl Source + ?Sized), dst: &(impl Sink + ?Sized)) -> Result<u64> {
+    struct AsDyn<'a, S: ?Sized>(&'a S);
+    impl<S: Source + ?Sized> Source for AsDyn<'_, S> {
+        fn read(&self, buf: &mut [u8]) -> Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    dst.copy_from(&AsDyn(src))
+}
+
+/// Writes `s` to `dst` in full.
+pub fn copy_string(s: &str, dst: &(impl Sink + ?Sized)) -> Result<()> {
+    dst.write_all(s.as_bytes())
+}
+
+/// A source reading from an in-memory byte string.
+#[derive(Debug)]
+pub struct StringSource {
+    data: Vec<u8>,
+    pos: Cell<usize>,
+}
+
+/// A source that yields the bytes of `s`, then end of stream.
+pub fn string_source(s: impl Into<Vec<u8>>) -> StringSource {
+    StringSource {
+        data: s.into(),
+        pos: Cell::new(0),
+    }
+}
+
+impl Source for StringSource {
+    fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        let pos = self.pos.get();
+        let n = buf.len().min(self.data.len() - pos);
+        buf[..n].copy_from_slice(&self.data[pos..pos + n]);
+        self.pos.set(pos + n);
+        Ok(n)
+    }
+}
+
+/// A sink collecting everything written into memory.
+#[derive(Debug, Default)]
+pub struct BufferSink {
+    data: RefCell<Vec<u8>>,
+}
+
+/// A new, empty [`BufferSink`].
+pub fn buffer_sink() -> BufferSink {
+    BufferSink::default()
+}
+
+impl BufferSink {
+    /// A copy of everything written so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.data.borrow().clone()
+    }
+
+    /// Everything written so far, as (lossy) UTF-8.
+    pub fn contents_string(&self) -> String {
+        String::from_utf8_lossy(&self.data.borrow()).into_owned()
+    }
+
+    /// Takes the contents, leaving the sink empty.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.data.borrow_mut())
+    }
+}
+
+impl Sink for BufferSink {
+    fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.data.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        let mut d = self.data.borrow_mut();
+        let mut n = 0;
+        for b in bufs {
+            d.extend_from_slice(b);
+            n += b.len();
+        }
+        Ok(n)
+    }
+}
+
+/// `std::io::Read` over any [`Source`].
+#[derive(Debug)]
+pub struct IoReader<S>(pub S);
+
+impl<S: Source> io::Read for IoReader<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(self.0.read(buf)?)
+    }
+}
+
+/// `std::io::Write` over any [`Sink`].
+#[derive(Debug)]
+pub struct IoWriter<S>(pub S);
+
+impl<S: Sink> io::Write for IoWriter<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(self.0.write(buf)?)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(self.0.write_vectored(bufs)?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
