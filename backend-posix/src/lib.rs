@@ -1,4 +1,40 @@
-//! weft's POSIX backend (readiness-based, on `polling`/epoll).
+//! weft's POSIX backend: readiness-based IO on `polling` (epoll on Linux).
 //!
-//! Not implemented yet: this crate is filled by the Env/POSIX work
-//! (issue 3). It exists so the workspace has its final shape.
+//! Fibers block on file descriptors through [`Registration`]: a
+//! nonblocking operation that would block waits for readiness, then
+//! retries. The driver sleeps in `epoll_wait` until IO is ready, the next
+//! timer is due, or another thread wakes it (an `eventfd` write, which is
+//! async-signal-safe).
+//!
+//! This is the fallback backend where io_uring is unavailable, and the one
+//! `WEFT_BACKEND=posix` selects. The network, filesystem and process
+//! capabilities on top of it are being built (issue 3); today it runs
+//! fibers, timers, cross-thread wake-ups and fd readiness waits.
+//!
+//! ```
+//! use std::time::Duration;
+//! weft_posix::run(&weft_core::RunConfig::default(), |env| {
+//!     env.mono_clock().sleep(Duration::from_millis(1))?;
+//!     assert_eq!(env.backend_id(), "posix");
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod driver;
+mod reactor;
+
+pub use reactor::{Interest, Registration};
+
+use weft_core::{Env, Result, RunConfig};
+
+/// Runs `main` on the POSIX backend on this thread.
+pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
+    let driver = driver::PosixDriver::new()?;
+    let _installed = reactor::install(driver.reactor());
+    let env = Env::for_backend("posix");
+    weft_core::run_scheduler(Box::new(driver), config, || main(&env))
+}

@@ -101,10 +101,6 @@ impl CancelCtx {
         self.cancelled.get()
     }
 
-    pub(crate) fn reason(&self) -> Option<Error> {
-        self.reason.borrow().clone()
-    }
-
     /// `Err(Cancelled(reason))` if this context is cancelled.
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
@@ -132,8 +128,12 @@ impl CancelCtx {
         for f in fibers {
             sched.cancel_fiber(f, &reason);
         }
-        let children: Vec<Rc<CancelCtx>> =
-            self.children.borrow().values().filter_map(Weak::upgrade).collect();
+        let children: Vec<Rc<CancelCtx>> = self
+            .children
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
         for c in children {
             if !c.protected {
                 c.cancel(sched, reason.clone());
@@ -206,7 +206,9 @@ impl std::fmt::Debug for CancelScope {
 /// Runs `f` in a new child context, given a handle that can cancel it.
 ///
 /// Cancelling the scope does not cancel the caller's context: `sub` returns
-/// whatever `f` returns (typically `Err(Cancelled)` propagated by `?`).
+/// whatever `f` returns (typically `Err(Cancelled)` propagated by `?`). If
+/// the caller's context is already cancelled, `f` does not run and `sub`
+/// returns `Err(Cancelled)`.
 ///
 /// ```
 /// use weft::cancel;
@@ -223,6 +225,9 @@ impl std::fmt::Debug for CancelScope {
 pub fn sub<T>(f: impl FnOnce(&CancelScope) -> Result<T>) -> Result<T> {
     let sched = sched::current()?;
     let parent = sched.current_ctx();
+    // As in Eio, no new context starts inside a cancelled one: `f` does not
+    // run.
+    parent.check()?;
     let ctx = CancelCtx::child(&parent, false);
     let old = sched.enter_ctx(ctx.clone());
     struct Restore<'a>(&'a Scheduler, Option<Rc<CancelCtx>>);

@@ -151,10 +151,6 @@ impl Scheduler {
         self.driver.borrow().wall_clock()
     }
 
-    pub(crate) fn backend_name(&self) -> &'static str {
-        self.driver.borrow().name()
-    }
-
     pub(crate) fn current_key(&self) -> FiberKey {
         self.current.get().expect("no fiber is running")
     }
@@ -477,7 +473,11 @@ impl Scheduler {
             })
             .collect();
         lines.sort();
-        lines.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join("; ")
+        lines
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The main loop: runs until the root fiber finishes or nothing can run.
@@ -611,6 +611,9 @@ pub fn run_scheduler<T>(
         (Some(Err(panic)), _) => std::panic::resume_unwind(panic),
         (_, Some(fatal)) => Err(fatal),
         (Some(Ok(r)), None) => r,
-        (None, None) => Err(Error::msg(ErrorKind::Deadlock, "the main fiber never finished")),
+        (None, None) => Err(Error::msg(
+            ErrorKind::Deadlock,
+            "the main fiber never finished",
+        )),
     }
 }

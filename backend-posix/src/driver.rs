@@ -1,0 +1,87 @@
+//! The POSIX [`Driver`]: `epoll_wait` with the next timer as its timeout.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use polling::{Events, Poller};
+use weft_core::backend::{Driver, Park, Parked, Unpark};
+use weft_core::{Error, ErrorKind, Result};
+
+use crate::reactor::Reactor;
+
+pub(crate) struct PosixDriver {
+    reactor: Rc<Reactor>,
+    events: Events,
+    origin: Instant,
+    unparker: Arc<PollerUnpark>,
+}
+
+struct PollerUnpark(Arc<Poller>);
+
+impl Unpark for PollerUnpark {
+    fn unpark(&self) {
+        // An atomic flag and an eventfd write: async-signal-safe.
+        let _ = self.0.notify();
+    }
+}
+
+impl PosixDriver {
+    pub(crate) fn new() -> Result<PosixDriver> {
+        let poller = Poller::new().map_err(|e| {
+            Error::with_source(ErrorKind::Io, e).context("creating the epoll instance")
+        })?;
+        let poller = Arc::new(poller);
+        Ok(PosixDriver {
+            reactor: Rc::new(Reactor::new(poller.clone())),
+            events: Events::new(),
+            origin: Instant::now(),
+            unparker: Arc::new(PollerUnpark(poller)),
+        })
+    }
+
+    pub(crate) fn reactor(&self) -> Rc<Reactor> {
+        self.reactor.clone()
+    }
+}
+
+impl Driver for PosixDriver {
+    fn name(&self) -> &'static str {
+        "posix"
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn park(&mut self, park: Park, _external: bool) -> Parked {
+        let timeout = match park {
+            Park::Poll => Some(Duration::ZERO),
+            Park::Until(deadline) => {
+                Some(Duration::from_nanos(deadline.saturating_sub(self.now())))
+            }
+            // A real backend cannot tell a deadlock from a long wait: some
+            // other thread, or the outside world, may still wake it.
+            Park::Forever => None,
+        };
+        self.events.clear();
+        if let Err(e) = self.reactor.poller().wait(&mut self.events, timeout) {
+            // EINTR is retried inside `polling`; anything else means the
+            // epoll fd itself is broken, which no retry will mend.
+            eprintln!("weft: epoll_wait failed: {e}");
+            return Parked::Stuck;
+        }
+        for ev in self.events.iter() {
+            self.reactor.dispatch(ev);
+        }
+        Parked::Ok
+    }
+
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        self.unparker.clone()
+    }
+}
