@@ -36,7 +36,10 @@ fn fibers_both_interleave() {
         )
     });
     r.unwrap();
-    assert_eq!(trace, ["x = 1", "y = 1", "x = 2", "y = 2", "x = 3", "y = 3"]);
+    assert_eq!(
+        trace,
+        ["x = 1", "y = 1", "x = 2", "y = 2", "x = 3", "y = 3"]
+    );
 }
 
 #[test]
@@ -164,7 +167,10 @@ fn promises_wait_then_resolve() {
         )
     });
     r.unwrap();
-    assert_eq!(trace, ["Waiting for promise...", "Resolving promise", "x = 42"]);
+    assert_eq!(
+        trace,
+        ["Waiting for promise...", "Resolving promise", "x = 42"]
+    );
 }
 
 /// The README's concurrent cache: the promise goes into the table before
@@ -380,7 +386,14 @@ fn mock_clock_sleep() {
         Ok(())
     });
     r.unwrap();
-    assert_eq!(trace, ["Sleeping for five seconds...", "mock time is now 5", "Resumed"]);
+    assert_eq!(
+        trace,
+        [
+            "Sleeping for five seconds...",
+            "mock time is now 5",
+            "Resumed"
+        ]
+    );
 }
 
 #[test]

@@ -67,6 +67,8 @@ pub fn await_cancel() -> Error {
 pub fn both(f: impl FnOnce() -> Result<()>, g: impl FnOnce() -> Result<()>) -> Result<()> {
     Switch::run(|sw| {
         sw.fork(f);
+        // If `f` has already failed, `g` does not start (Eio's order).
+        sw.check()?;
         g()
     })
 }
@@ -79,6 +81,7 @@ pub fn pair<A, B>(f: impl FnOnce() -> Result<A>, g: impl FnOnce() -> Result<B>) 
             a.set(Some(f()?));
             Ok(())
         });
+        sw.check()?;
         g()
     })?;
     Ok((a.take().expect("both fibers finished"), b))
@@ -130,10 +133,13 @@ pub fn n_any<T, F>(fns: impl IntoIterator<Item = F>) -> Result<Vec<T>>
 where
     F: FnOnce() -> Result<T>,
 {
-    let results = race_collect(fns.into_iter().map(|f| move || f().map(|v| vec![v])), &|mut a, b| {
-        a.extend(b);
-        a
-    })?;
+    let results = race_collect(
+        fns.into_iter().map(|f| move || f().map(|v| vec![v])),
+        &|mut a, b| {
+            a.extend(b);
+            a
+        },
+    )?;
     Ok(results)
 }
 
@@ -161,7 +167,8 @@ where
             for f in fns {
                 count += 1;
                 let winner = &winner;
-                sw.fork(move || {
+                // Every racer starts, even once another has won.
+                sw.fork_raw(move || {
                     let v = f()?;
                     let mut w = winner.borrow_mut();
                     *w = Some(match w.take() {
@@ -169,7 +176,10 @@ where
                         Some(prev) => combine(prev, v),
                     });
                     drop(w);
-                    scope.cancel(Error::msg(ErrorKind::Cancelled, "another fiber finished first"));
+                    scope.cancel(Error::msg(
+                        ErrorKind::Cancelled,
+                        "another fiber finished first",
+                    ));
                     Ok(())
                 });
             }
@@ -182,7 +192,10 @@ where
         None => {
             // Every fiber was cancelled from outside without finishing.
             check()?;
-            Err(Error::msg(ErrorKind::Cancelled, "every racing fiber was cancelled"))
+            Err(Error::msg(
+                ErrorKind::Cancelled,
+                "every racing fiber was cancelled",
+            ))
         }
     }
 }
@@ -255,6 +268,8 @@ where
                     if let Some(b) = f(a)? {
                         results.borrow_mut().push((i, b));
                     }
+                    // After a failure, start no further item.
+                    sw.check()?;
                     item = source.borrow_mut().next();
                 }
                 Ok(())

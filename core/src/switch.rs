@@ -166,6 +166,9 @@ impl<'env> Switch<'_, 'env> {
     {
         let sched = sched::current()?;
         let parent = sched.current_ctx();
+        // As in Eio, a switch cannot start in a cancelled context: `f` does
+        // not run at all (use `cancel::protect` for clean-up that must).
+        parent.check()?;
         let ctx = CancelCtx::child(&parent, false);
         let sw = Switch {
             state: State {
@@ -227,12 +230,18 @@ impl<'env> Switch<'_, 'env> {
 impl<'sw> Switch<'sw, '_> {
     /// Forks a fiber that runs `f` at once; the caller continues as soon as
     /// the new fiber suspends or finishes. An `Err` from `f` fails the switch.
+    ///
+    /// If the switch has already been cancelled (or has failed), `f` is
+    /// dropped without running and the caller continues, as in Eio: the
+    /// fiber's failure would only have echoed the switch's own.
     #[track_caller]
     pub fn fork<F>(&'sw self, f: F)
     where
         F: FnOnce() -> Result<()> + 'sw,
     {
-        self.fork_inner(false, ForkOptions::default(), Location::caller(), f)
+        if self.refuse_fork().is_none() {
+            self.fork_inner(false, ForkOptions::default(), Location::caller(), f)
+        }
     }
 
     /// Like [`fork`](Switch::fork), with a name and stack size.
@@ -241,21 +250,27 @@ impl<'sw> Switch<'sw, '_> {
     where
         F: FnOnce() -> Result<()> + 'sw,
     {
-        self.fork_inner(false, opts, Location::caller(), f)
+        if self.refuse_fork().is_none() {
+            self.fork_inner(false, opts, Location::caller(), f)
+        }
     }
 
     /// Forks a daemon fiber: it does not keep the switch open, and is
-    /// cancelled (silently) once every non-daemon fiber has finished.
+    /// cancelled (silently) once every non-daemon fiber has finished. Like
+    /// [`fork`](Switch::fork), does nothing on a cancelled switch.
     #[track_caller]
     pub fn fork_daemon<F>(&'sw self, f: F)
     where
         F: FnOnce() -> Result<()> + 'sw,
     {
-        self.fork_inner(true, ForkOptions::default(), Location::caller(), f)
+        if self.refuse_fork().is_none() {
+            self.fork_inner(true, ForkOptions::default(), Location::caller(), f)
+        }
     }
 
     /// Forks a fiber whose result goes to the returned promise instead of
-    /// failing the switch. A panic still fails the switch.
+    /// failing the switch. A panic still fails the switch. On a cancelled
+    /// switch `f` does not run and the promise holds `Err(Cancelled)`.
     #[track_caller]
     pub fn fork_promise<T, F>(&'sw self, f: F) -> Promise<Result<T>>
     where
@@ -263,15 +278,50 @@ impl<'sw> Switch<'sw, '_> {
         F: FnOnce() -> Result<T> + 'sw,
     {
         let (promise, resolver) = Promise::new();
-        self.fork_inner(false, ForkOptions::default(), Location::caller(), move || {
-            let _ = resolver.resolve(f());
-            Ok(())
-        });
+        if let Some(cancelled) = self.refuse_fork() {
+            let _ = resolver.resolve(Err(cancelled));
+            return promise;
+        }
+        self.fork_inner(
+            false,
+            ForkOptions::default(),
+            Location::caller(),
+            move || {
+                let _ = resolver.resolve(f());
+                Ok(())
+            },
+        );
         promise
     }
 
-    fn fork_inner<F>(&'sw self, daemon: bool, opts: ForkOptions, site: &'static Location<'static>, f: F)
+    /// Forks even if the switch is cancelled: the fiber then sees the
+    /// cancellation at its first cancellation point. For the racing
+    /// combinators, which start every function they are given (Eio's
+    /// `fork_raw`).
+    #[track_caller]
+    pub(crate) fn fork_raw<F>(&'sw self, f: F)
     where
+        F: FnOnce() -> Result<()> + 'sw,
+    {
+        self.fork_inner(false, ForkOptions::default(), Location::caller(), f)
+    }
+
+    /// The cancellation to report instead of forking, if the switch is off.
+    fn refuse_fork(&self) -> Option<Error> {
+        assert!(
+            !self.state.finished.get(),
+            "fork on a switch that has finished (from a release hook?)"
+        );
+        self.state.ctx.check().err()
+    }
+
+    fn fork_inner<F>(
+        &'sw self,
+        daemon: bool,
+        opts: ForkOptions,
+        site: &'static Location<'static>,
+        f: F,
+    ) where
         F: FnOnce() -> Result<()> + 'sw,
     {
         let st = &self.state;
