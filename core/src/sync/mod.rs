@@ -4,8 +4,21 @@
 //! wait for another domain, or for a plain `std::thread`), and every wait is
 //! a cancellation point that never loses a value.
 
+mod condition;
+mod lazy;
+mod mutex;
+mod pool;
 mod promise;
+mod rwlock;
+mod semaphore;
 mod stream;
 
 pub use promise::{AlreadyResolved, Promise, Resolver};
 pub use stream::Stream;
+
+pub use condition::Condition;
+pub use lazy::{Lazy, LazyCancel};
+pub use mutex::{Mutex, MutexGuard};
+pub use pool::Pool;
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use semaphore::{Permit, Semaphore};
