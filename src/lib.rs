@@ -20,8 +20,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use weft_core::{
-    backend, cancel, env, error, fiber, flow, switch, sync, time, trace, traceln, Env, Error,
-    ErrorKind, FsError, NetError, ProcessError, Result, ResultExt, RunConfig, Switch,
+    backend, cancel, env, error, fiber, flow, net, switch, sync, systhread, time, trace, traceln,
+    Env, Error, ErrorKind, FsError, NetError, ProcessError, Result, ResultExt, RunConfig, Switch,
 };
 
 /// A backend weft can run on.

@@ -25,6 +25,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod driver;
+mod net;
 mod reactor;
 
 pub use reactor::{Interest, Registration};
@@ -35,6 +36,7 @@ use weft_core::{Env, Result, RunConfig};
 pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
     let driver = driver::PosixDriver::new()?;
     let _installed = reactor::install(driver.reactor());
-    let env = Env::for_backend("posix");
+    let env = Env::for_backend("posix")
+        .with_net(weft_core::net::Net::new(std::sync::Arc::new(net::PosixNet)));
     weft_core::run_scheduler(Box::new(driver), config, || main(&env))
 }

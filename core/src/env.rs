@@ -5,6 +5,10 @@
 //! network or the filesystem if it is given the capability. The `Env` holds
 //! them all; pass on only what each part of the program needs.
 
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::net::{Addr, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
 use crate::time::{Clock, MonoClock};
 
 /// The capabilities of a running program.
@@ -12,6 +16,7 @@ use crate::time::{Clock, MonoClock};
 pub struct Env {
     clock: Clock,
     mono_clock: MonoClock,
+    net: Net,
     backend_id: &'static str,
 }
 
@@ -22,8 +27,21 @@ impl Env {
         Env {
             clock: Clock::new(),
             mono_clock: MonoClock::new(),
+            net: Net::new(Arc::new(NoNet(backend_id))),
             backend_id,
         }
+    }
+
+    /// Sets the network capability. Backends call this when they start `main`.
+    #[doc(hidden)]
+    pub fn with_net(mut self, net: Net) -> Env {
+        self.net = net;
+        self
+    }
+
+    /// The network.
+    pub fn net(&self) -> Net {
+        self.net.clone()
     }
 
     /// The wall clock.
@@ -39,5 +57,29 @@ impl Env {
     /// Which backend runs this program: `"mock"`, `"posix"` or `"uring"`.
     pub fn backend_id(&self) -> &'static str {
         self.backend_id
+    }
+}
+
+/// The network of a backend that has none (yet): every call says so.
+struct NoNet(&'static str);
+
+impl NoNet {
+    fn err(&self) -> Error {
+        Error::msg(
+            ErrorKind::InvalidInput,
+            format!("the {} backend provides no network", self.0),
+        )
+    }
+}
+
+impl NetBackend for NoNet {
+    fn listen(&self, _: &Addr, _: &ListenOptions) -> Result<Box<dyn ListenerImpl>> {
+        Err(self.err())
+    }
+    fn connect(&self, _: &Addr) -> Result<Box<dyn StreamImpl>> {
+        Err(self.err())
+    }
+    fn getaddrinfo(&self, _: &str, _: &str) -> Result<Vec<Addr>> {
+        Err(self.err())
     }
 }

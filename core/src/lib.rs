@@ -16,10 +16,12 @@ pub mod error;
 pub mod fiber;
 pub mod flow;
 mod local;
+pub mod net;
 mod sched;
 mod stack;
 pub mod switch;
 pub mod sync;
+pub mod systhread;
 pub mod time;
 pub mod trace;
 

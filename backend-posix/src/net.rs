@@ -1,0 +1,230 @@
+//! TCP and Unix stream sockets on nonblocking fds and the reactor.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown as StdShutdown;
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use weft_core::flow::{Shutdown, ShutdownKind, Sink, Source};
+use weft_core::net::{Addr, ListenOptions, ListenerImpl, NetBackend, StreamImpl};
+use weft_core::{Error, ErrorKind, NetError, Result};
+
+use crate::reactor::{Interest, Registration};
+
+/// The POSIX network capability. Stateless: sockets register with the
+/// reactor of the thread that creates them.
+pub(crate) struct PosixNet;
+
+fn to_sockaddr(addr: &Addr) -> Result<(SockAddr, Domain)> {
+    match addr {
+        Addr::Ip(a) => Ok((SockAddr::from(*a), Domain::for_address(*a))),
+        Addr::Unix(p) => SockAddr::unix(p)
+            .map(|s| (s, Domain::UNIX))
+            .map_err(|e| Error::with_source(ErrorKind::Net(NetError::InvalidAddress), e)),
+    }
+}
+
+fn from_sockaddr(a: &SockAddr) -> Addr {
+    if let Some(ip) = a.as_socket() {
+        Addr::Ip(ip)
+    } else {
+        Addr::Unix(a.as_pathname().map(|p| p.to_path_buf()).unwrap_or_default())
+    }
+}
+
+fn new_socket(domain: Domain) -> Result<Socket> {
+    // socket2 sets SOCK_CLOEXEC on Linux; ask for nonblocking explicitly.
+    let s = Socket::new(domain, Type::STREAM.nonblocking(), None).map_err(Error::from)?;
+    Ok(s)
+}
+
+/// A registered nonblocking socket. `reg` is declared first so it is
+/// dropped (deregistered) before `sock` closes the fd.
+struct Sock {
+    reg: Registration,
+    sock: Socket,
+}
+
+impl Sock {
+    fn new(sock: Socket) -> Result<Sock> {
+        // SAFETY: `sock` owns the fd and is dropped after `reg` (field
+        // order), so the fd stays open for the registration's lifetime.
+        let reg = unsafe { Registration::new(sock.as_raw_fd()) }?;
+        Ok(Sock { reg, sock })
+    }
+
+    /// Retries `op` until it does not return `WouldBlock`, waiting for
+    /// `interest` in between.
+    fn io<T>(&self, interest: Interest, mut op: impl FnMut(&Socket) -> io::Result<T>) -> Result<T> {
+        loop {
+            match op(&self.sock) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait(interest)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::from(e)),
+            }
+        }
+    }
+}
+
+impl NetBackend for PosixNet {
+    fn listen(&self, addr: &Addr, opts: &ListenOptions) -> Result<Box<dyn ListenerImpl>> {
+        let (sa, domain) = to_sockaddr(addr)?;
+        let sock = new_socket(domain)?;
+        if domain != Domain::UNIX {
+            sock.set_reuse_address(opts.reuse_addr)?;
+            sock.set_reuse_port(opts.reuse_port)?;
+        }
+        sock.bind(&sa)?;
+        let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
+        sock.listen(backlog)?;
+        Ok(Box::new(PosixListener {
+            s: Sock::new(sock)?,
+        }))
+    }
+
+    fn connect(&self, addr: &Addr) -> Result<Box<dyn StreamImpl>> {
+        let (sa, domain) = to_sockaddr(addr)?;
+        let sock = new_socket(domain)?;
+        let s = Sock::new(sock)?;
+        match s.sock.connect(&sa) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                s.reg.wait(Interest::Writable)?;
+                if let Some(err) = s.sock.take_error()? {
+                    return Err(Error::from(err));
+                }
+            }
+            Err(e) => return Err(Error::from(e)),
+        }
+        if domain != Domain::UNIX {
+            s.sock.set_tcp_nodelay(true)?;
+        }
+        Ok(Box::new(PosixStream { s }))
+    }
+
+    fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>> {
+        let port: u16 = match service.parse() {
+            Ok(p) => p,
+            Err(_) => match service {
+                "http" => 80,
+                "https" => 443,
+                _ => {
+                    return Err(Error::msg(
+                        ErrorKind::Net(NetError::ResolveFailed),
+                        format!("unknown service {service:?}"),
+                    ))
+                }
+            },
+        };
+        let host = host.to_string();
+        // getaddrinfo blocks: run it off the scheduler thread.
+        weft_core::systhread::run(move || {
+            use std::net::ToSocketAddrs;
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|it| it.map(Addr::Ip).collect::<Vec<_>>())
+                .map_err(|e| Error::with_source(ErrorKind::Net(NetError::ResolveFailed), e))
+        })?
+    }
+}
+
+struct PosixListener {
+    s: Sock,
+}
+
+impl ListenerImpl for PosixListener {
+    fn accept(&self) -> Result<(Box<dyn StreamImpl>, Addr)> {
+        // accept4 with SOCK_CLOEXEC | SOCK_NONBLOCK in one call.
+        let (sock, addr) = self.s.io(Interest::Readable, |s| {
+            let (c, a) = s.accept()?;
+            c.set_nonblocking(true)?;
+            Ok((c, a))
+        })?;
+        if addr.as_socket().is_some() {
+            let _ = sock.set_tcp_nodelay(true);
+        }
+        let peer = from_sockaddr(&addr);
+        Ok((
+            Box::new(PosixStream {
+                s: Sock::new(sock)?,
+            }),
+            peer,
+        ))
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(from_sockaddr(&self.s.sock.local_addr()?))
+    }
+}
+
+struct PosixStream {
+    s: Sock,
+}
+
+impl Source for PosixStream {
+    fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.s.io(Interest::Readable, |mut s| s.read(buf))
+    }
+}
+
+impl Sink for PosixStream {
+    fn write(&self, buf: &[u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.s.io(Interest::Writable, |mut s| s.write(buf))
+    }
+
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        self.s.io(Interest::Writable, |s| s.send_vectored(bufs))
+    }
+}
+
+impl Shutdown for PosixStream {
+    fn shutdown(&self, how: ShutdownKind) -> Result<()> {
+        let how = match how {
+            ShutdownKind::Read => StdShutdown::Read,
+            ShutdownKind::Write => StdShutdown::Write,
+            ShutdownKind::Both => StdShutdown::Both,
+        };
+        self.s.sock.shutdown(how).map_err(Error::from)
+    }
+}
+
+impl StreamImpl for PosixStream {
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(from_sockaddr(&self.s.sock.local_addr()?))
+    }
+
+    fn peer_addr(&self) -> Result<Addr> {
+        Ok(from_sockaddr(&self.s.sock.peer_addr()?))
+    }
+
+    fn set_nodelay(&self, on: bool) -> Result<()> {
+        match self.s.sock.local_addr()?.as_socket() {
+            Some(_) => self.s.sock.set_tcp_nodelay(on).map_err(Error::from),
+            None => Ok(()),
+        }
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        let PosixStream {
+            s: Sock { reg, sock },
+        } = *self;
+        drop(reg);
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(sock);
+        // SAFETY: `into_raw_fd` gave us sole ownership of `fd`; it is closed
+        // exactly once, here.
+        if unsafe { libc::close(fd) } != 0 {
+            return Err(Error::from(io::Error::last_os_error()).context("closing a socket"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! Networking: the [`Net`] capability, addresses, listeners and streams.
+//!
+//! A function that is given a `Net` can listen and connect; one that is
+//! given only a [`Listener`] can accept on that one socket and nothing
+//! more. Streams are flows ([`Source`] + [`Sink`] + [`Shutdown`]) and also
+//! `std::io::Read`/`Write`, and are closed when dropped.
+//!
+//! Backends implement [`NetBackend`] (and the `*Impl` traits); so can
+//! tests, to script a network.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, NetError, Result};
+use crate::flow::{Shutdown, ShutdownKind, Sink, Source};
+
+/// A network address: an IP socket address or a Unix-domain path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Addr {
+    /// TCP or UDP over IPv4/IPv6.
+    Ip(std::net::SocketAddr),
+    /// A Unix-domain socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Addr {
+    /// `tcp:127.0.0.1:8080`, `tcp:[::1]:80`, `unix:/run/app.sock`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Ip(a) => write!(f, "tcp:{a}"),
+            Addr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl From<std::net::SocketAddr> for Addr {
+    fn from(a: std::net::SocketAddr) -> Addr {
+        Addr::Ip(a)
+    }
+}
+
+impl FromStr for Addr {
+    type Err = Error;
+
+    /// Parses `127.0.0.1:80`, `[::1]:80`, `tcp:127.0.0.1:80` or
+    /// `unix:/path`. Host names are not resolved here (see
+    /// [`Net::getaddrinfo`]).
+    fn from_str(s: &str) -> Result<Addr> {
+        let bad = |why: &str| {
+            Error::msg(
+                ErrorKind::Net(NetError::InvalidAddress),
+                format!("{why}: {s:?}"),
+            )
+            .context("parsing a network address")
+        };
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("empty Unix socket path"));
+            }
+            if path.as_bytes().contains(&0) {
+                return Err(bad("Unix socket path contains a NUL byte"));
+            }
+            return Ok(Addr::Unix(PathBuf::from(path)));
+        }
+        let ip = s
+            .strip_prefix("tcp:")
+            .or_else(|| s.strip_prefix("udp:"))
+            .unwrap_or(s);
+        ip.parse::<std::net::SocketAddr>()
+            .map(Addr::Ip)
+            .map_err(|_| bad("expected IP:PORT, [IPv6]:PORT or unix:PATH"))
+    }
+}
+
+/// Options for [`Net::listen`].
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    /// The `listen(2)` backlog.
+    pub backlog: u32,
+    /// `SO_REUSEADDR`.
+    pub reuse_addr: bool,
+    /// `SO_REUSEPORT`.
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 128,
+            reuse_addr: true,
+            reuse_port: false,
+        }
+    }
+}
+
+/// What a backend provides for a connected stream socket.
+pub trait StreamImpl: Source + Sink + Shutdown {
+    /// The local address.
+    fn local_addr(&self) -> Result<Addr>;
+    /// The peer's address.
+    fn peer_addr(&self) -> Result<Addr>;
+    /// `TCP_NODELAY` (a no-op for Unix sockets).
+    fn set_nodelay(&self, on: bool) -> Result<()>;
+    /// Closes the socket, reporting errors that `Drop` would ignore.
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// What a backend provides for a listening socket.
+pub trait ListenerImpl {
+    /// Waits for a connection.
+    fn accept(&self) -> Result<(Box<dyn StreamImpl>, Addr)>;
+    /// The address bound (with the real port when 0 was asked for).
+    fn local_addr(&self) -> Result<Addr>;
+}
+
+/// What a backend provides for the network capability.
+pub trait NetBackend: Send + Sync + 'static {
+    /// Binds and listens.
+    fn listen(&self, addr: &Addr, opts: &ListenOptions) -> Result<Box<dyn ListenerImpl>>;
+    /// Connects.
+    fn connect(&self, addr: &Addr) -> Result<Box<dyn StreamImpl>>;
+    /// Resolves a host and service (port number or name) to addresses.
+    fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>>;
+}
+
+/// The capability to use the network.
+#[derive(Clone)]
+pub struct Net {
+    backend: Arc<dyn NetBackend>,
+}
+
+impl fmt::Debug for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Net")
+    }
+}
+
+impl Net {
+    /// A `Net` backed by `backend` (backends and test doubles use this).
+    pub fn new(backend: Arc<dyn NetBackend>) -> Net {
+        Net { backend }
+    }
+
+    /// Listens on `addr` with default options (backlog 128, `SO_REUSEADDR`).
+    pub fn listen(&self, addr: &Addr) -> Result<Listener> {
+        self.listen_with(addr, &ListenOptions::default())
+    }
+
+    /// Listens on `addr`.
+    pub fn listen_with(&self, addr: &Addr, opts: &ListenOptions) -> Result<Listener> {
+        let inner = self
+            .backend
+            .listen(addr, opts)
+            .map_err(|e| e.context(format!("listening on {addr}")))?;
+        Ok(Listener { inner })
+    }
+
+    /// Connects to `addr`.
+    pub fn connect(&self, addr: &Addr) -> Result<Stream> {
+        let inner = self
+            .backend
+            .connect(addr)
+            .map_err(|e| e.context(format!("connecting to {addr}")))?;
+        Ok(Stream { inner })
+    }
+
+    /// Resolves `host` and `service` and connects to the first address that
+    /// accepts, returning the last failure if none does.
+    pub fn connect_host(&self, host: &str, service: &str) -> Result<Stream> {
+        let ctx = || format!("connecting to {host:?}:{service}");
+        let addrs = self
+            .getaddrinfo(host, service)
+            .map_err(|e| e.context(ctx()))?;
+        let mut last = None;
+        for a in &addrs {
+            match self.connect(a) {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| Error::msg(ErrorKind::Net(NetError::ResolveFailed), "no addresses"))
+            .context(ctx()))
+    }
+
+    /// Resolves `host` and `service`.
+    pub fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>> {
+        self.backend
+            .getaddrinfo(host, service)
+            .map_err(|e| e.context(format!("resolving {host:?}:{service}")))
+    }
+}
+
+/// A listening socket.
+pub struct Listener {
+    inner: Box<dyn ListenerImpl>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("local_addr", &self.inner.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Listener {
+    /// Waits for a connection and returns it with the peer's address.
+    pub fn accept(&self) -> Result<(Stream, Addr)> {
+        let (inner, addr) = self.inner.accept()?;
+        Ok((Stream { inner }, addr))
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> Result<Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connected stream socket. Closed on drop.
+pub struct Stream {
+    inner: Box<dyn StreamImpl>,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("local", &self.inner.local_addr().ok())
+            .field("peer", &self.inner.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl Stream {
+    /// Wraps a backend stream (backends and test doubles use this).
+    pub fn from_impl(inner: Box<dyn StreamImpl>) -> Stream {
+        Stream { inner }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Result<Addr> {
+        self.inner.local_addr()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Result<Addr> {
+        self.inner.peer_addr()
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> Result<()> {
+        self.inner.set_nodelay(on)
+    }
+
+    /// Closes the stream, reporting any error.
+    pub fn close(self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Source for Stream {
+    fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Sink for Stream {
+    fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.inner.write(buf)
+    }
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        self.inner.write_vectored(bufs)
+    }
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        self.inner.copy_from(src)
+    }
+}
+
+impl Shutdown for Stream {
+    fn shutdown(&self, how: ShutdownKind) -> Result<()> {
+        self.inner.shutdown(how)
+    }
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(Source::read(self, buf)?)
+    }
+}
+
+impl io::Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(Source::read(*self, buf)?)
+    }
+}
+
+impl io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(Sink::write(self, buf)?)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(Sink::write_vectored(self, bufs)?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl io::Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(Sink::write(*self, buf)?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

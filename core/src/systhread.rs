@@ -1,0 +1,131 @@
+//! Running blocking calls on system threads.
+//!
+//! [`run`] hands a blocking function (a DNS lookup, a file operation on a
+//! backend without async file IO, a call into a blocking library) to a small
+//! pool of OS threads and suspends only the calling fiber until it returns.
+//!
+//! ```
+//! weft::mock::run(|_env| {
+//!     let n = weft::systhread::run(|| (1..=10u64).product::<u64>())?;
+//!     assert_eq!(n, 3_628_800);
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::backend::ExternalWork;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sync::Promise;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Pool {
+    state: Mutex<PoolState>,
+    work: Condvar,
+}
+
+struct PoolState {
+    jobs: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+}
+
+/// Threads kept while idle; more are started when every thread is busy.
+const MAX_IDLE_WAIT: Duration = Duration::from_secs(10);
+
+static POOL: Pool = Pool {
+    state: Mutex::new(PoolState {
+        jobs: VecDeque::new(),
+        idle: 0,
+        threads: 0,
+    }),
+    work: Condvar::new(),
+};
+
+fn submit(job: Job) -> Result<()> {
+    let mut st = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+    st.jobs.push_back(job);
+    if st.idle > 0 {
+        POOL.work.notify_one();
+        return Ok(());
+    }
+    st.threads += 1;
+    drop(st);
+    let spawned = std::thread::Builder::new()
+        .name("weft-systhread".into())
+        .spawn(worker);
+    if let Err(e) = spawned {
+        let mut st = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.threads -= 1;
+        // The job stays queued for a running worker if there is one.
+        if st.threads == 0 {
+            st.jobs.pop_back();
+            return Err(Error::with_source(ErrorKind::Io, e).context("starting a system thread"));
+        }
+    }
+    Ok(())
+}
+
+fn worker() {
+    let mut st = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = st.jobs.pop_front() {
+            drop(st);
+            job();
+            st = POOL.state.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        st.idle += 1;
+        let (g, timeout) = POOL
+            .work
+            .wait_timeout(st, MAX_IDLE_WAIT)
+            .unwrap_or_else(|e| e.into_inner());
+        st = g;
+        st.idle -= 1;
+        if timeout.timed_out() && st.jobs.is_empty() {
+            st.threads -= 1;
+            return;
+        }
+    }
+}
+
+/// Runs `f` on a system thread and waits (suspending only this fiber) for
+/// its result. If the fiber is cancelled first, `run` returns
+/// `Err(Cancelled)` at once and `f`'s result is dropped when it finishes
+/// (a system thread cannot be interrupted). A panic in `f` becomes
+/// `ErrorKind::Panic`.
+pub fn run<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    // The value travels in a Mutex so the waiter can move it out of the
+    // shared promise.
+    let (promise, resolver) = Promise::<Mutex<Option<std::thread::Result<T>>>>::new();
+    let external = ExternalWork::begin();
+    submit(Box::new(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = resolver.resolve(Mutex::new(Some(r)));
+        drop(external);
+    }))?;
+    let taken = promise
+        .wait()?
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    match taken {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(p)) => Err(
+            Error::msg(ErrorKind::Panic, crate::switch::panic_message(&p))
+                .context("in a system thread"),
+        ),
+        None => Err(Error::msg(
+            ErrorKind::Closed,
+            "system thread result already taken",
+        )),
+    }
+}
