@@ -20,8 +20,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use weft_core::{
-    backend, cancel, env, error, fiber, flow, net, switch, sync, systhread, time, trace, traceln,
-    Env, Error, ErrorKind, FsError, NetError, ProcessError, Result, ResultExt, RunConfig, Switch,
+    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, net, switch, sync,
+    systhread, time, trace, traceln, Env, Error, ErrorKind, FsError, NetError, ProcessError,
+    Result, ResultExt, RunConfig, Switch,
 };
 
 /// A backend weft can run on.

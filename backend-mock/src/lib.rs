@@ -112,8 +112,39 @@ impl Config {
             unparker: Arc::new(ThreadUnpark(std::thread::current())),
             external_wait: self.external_wait,
         };
-        let env = Env::for_backend("mock");
+        let env = Env::for_backend("mock").with_domain_mgr(weft_core::domain::DomainMgr::new(
+            Arc::new(MockDomains(self.clone())),
+        ));
         weft_core::run_scheduler(Box::new(driver), &self.run, || main(&env))
+    }
+}
+
+/// Domains under the mock: each runs its own mock scheduler on a new OS
+/// thread. A domain is an open world (its parent may wake it at any time),
+/// so deadlock detection covers each domain's own fibers only while it has
+/// no cross-domain waits; a domain waiting on another is never reported.
+struct MockDomains(Config);
+
+impl weft_core::domain::DomainBackend for MockDomains {
+    fn spawn(&self, main: weft_core::domain::DomainMain) -> Result<()> {
+        let config = self.0.clone();
+        std::thread::Builder::new()
+            .name("weft-mock-domain".into())
+            .spawn(move || {
+                let r = config.run(|_env| {
+                    let _open_world = weft_core::backend::ExternalWork::begin();
+                    main();
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    eprintln!("weft: mock domain failed: {e}");
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| {
+                weft_core::Error::with_source(weft_core::ErrorKind::Io, e)
+                    .context("starting a mock domain thread")
+            })
     }
 }
 

@@ -37,6 +37,34 @@ pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Resul
     let driver = driver::PosixDriver::new()?;
     let _installed = reactor::install(driver.reactor());
     let env = Env::for_backend("posix")
+        .with_domain_mgr(weft_core::domain::DomainMgr::new(std::sync::Arc::new(
+            PosixDomains(config.clone()),
+        )))
         .with_net(weft_core::net::Net::new(std::sync::Arc::new(net::PosixNet)));
     weft_core::run_scheduler(Box::new(driver), config, || main(&env))
+}
+
+/// Starts domains on new threads, each with its own POSIX scheduler.
+struct PosixDomains(RunConfig);
+
+impl weft_core::domain::DomainBackend for PosixDomains {
+    fn spawn(&self, main: weft_core::domain::DomainMain) -> Result<()> {
+        let config = self.0.clone();
+        std::thread::Builder::new()
+            .name("weft-domain".into())
+            .spawn(move || {
+                let r = run(&config, |_env| {
+                    main();
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    eprintln!("weft: domain failed to run: {e}");
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| {
+                weft_core::Error::with_source(weft_core::ErrorKind::Io, e)
+                    .context("starting a domain thread")
+            })
+    }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::domain::{DomainBackend, DomainMain, DomainMgr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::{Addr, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
 use crate::time::{Clock, MonoClock};
@@ -17,6 +18,7 @@ pub struct Env {
     clock: Clock,
     mono_clock: MonoClock,
     net: Net,
+    domain_mgr: DomainMgr,
     backend_id: &'static str,
 }
 
@@ -28,6 +30,7 @@ impl Env {
             clock: Clock::new(),
             mono_clock: MonoClock::new(),
             net: Net::new(Arc::new(NoNet(backend_id))),
+            domain_mgr: DomainMgr::new(Arc::new(NoDomains(backend_id))),
             backend_id,
         }
     }
@@ -42,6 +45,18 @@ impl Env {
     /// The network.
     pub fn net(&self) -> Net {
         self.net.clone()
+    }
+
+    /// Sets the domain manager. Backends call this when they start `main`.
+    #[doc(hidden)]
+    pub fn with_domain_mgr(mut self, dm: DomainMgr) -> Env {
+        self.domain_mgr = dm;
+        self
+    }
+
+    /// The domain manager: runs work on other OS threads.
+    pub fn domain_mgr(&self) -> DomainMgr {
+        self.domain_mgr.clone()
     }
 
     /// The wall clock.
@@ -81,5 +96,17 @@ impl NetBackend for NoNet {
     }
     fn getaddrinfo(&self, _: &str, _: &str) -> Result<Vec<Addr>> {
         Err(self.err())
+    }
+}
+
+/// The domain manager of a backend that cannot start domains.
+struct NoDomains(&'static str);
+
+impl DomainBackend for NoDomains {
+    fn spawn(&self, _main: DomainMain) -> Result<()> {
+        Err(Error::msg(
+            ErrorKind::InvalidInput,
+            format!("the {} backend cannot start domains", self.0),
+        ))
     }
 }

@@ -10,7 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod buf_read;
+pub mod buf_write;
 pub mod cancel;
+pub mod domain;
 pub mod env;
 pub mod error;
 pub mod fiber;
