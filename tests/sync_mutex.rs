@@ -81,7 +81,16 @@ fn simple_case() {
     r.unwrap();
     assert_eq!(
         trace,
-        ["Locking", "Locked", "Unlocking", "Unlocked", "Locking", "Locked", "Unlocking", "Unlocked"]
+        [
+            "Locking",
+            "Locked",
+            "Unlocking",
+            "Unlocked",
+            "Locking",
+            "Locked",
+            "Unlocking",
+            "Unlocked"
+        ]
     );
 }
 
@@ -103,8 +112,21 @@ fn concurrent_access_is_fifo() {
     assert_eq!(
         trace,
         [
-            "Locking", "Locked", "Locking", "Locking", "Locking", "Unlocking", "Unlocked", "Locked",
-            "Unlocking", "Unlocked", "Locked", "Unlocking", "Unlocked", "Locked", "Unlocking",
+            "Locking",
+            "Locked",
+            "Locking",
+            "Locking",
+            "Locking",
+            "Unlocking",
+            "Unlocked",
+            "Locked",
+            "Unlocking",
+            "Unlocked",
+            "Locked",
+            "Unlocking",
+            "Unlocked",
+            "Locked",
+            "Unlocking",
             "Unlocked",
         ]
     );
@@ -149,7 +171,10 @@ fn failed_use_rw_poisons() {
     });
     let e = r.unwrap_err();
     assert_eq!(poison_cause(&e).to_string(), simulated().to_string());
-    assert!(e.to_string().contains("poisoned by a writer that failed"), "{e}");
+    assert!(
+        e.to_string().contains("poisoned by a writer that failed"),
+        "{e}"
+    );
     assert_eq!(trace, ["Trying to use the failed lock again fails:"]);
 }
 
@@ -204,8 +229,14 @@ fn unprotected_critical_section_is_interrupted_and_poisons() {
     let e = r.unwrap_err();
     let cause = poison_cause(&e);
     assert!(cause.is_cancelled(), "{cause}");
-    assert_eq!(cause.cancel_reason().unwrap().to_string(), simulated().to_string());
-    assert_eq!(trace, ["Cancelling...", "Trying to reuse the failed mutex..."]);
+    assert_eq!(
+        cause.cancel_reason().unwrap().to_string(),
+        simulated().to_string()
+    );
+    assert_eq!(
+        trace,
+        ["Cancelling...", "Trying to reuse the failed mutex..."]
+    );
 }
 
 #[test]
@@ -214,7 +245,11 @@ fn protect_does_not_prevent_cancellation_while_waiting() {
         let t = Mutex::new(());
         let g = t.lock()?;
         let r = fiber::both(
-            || t.use_rw(true, |_| -> weft::Result<()> { unreachable!("never locked") }),
+            || {
+                t.use_rw(true, |_| -> weft::Result<()> {
+                    unreachable!("never locked")
+                })
+            },
             || {
                 traceln!("Cancelling...");
                 Err(simulated())
@@ -269,7 +304,10 @@ fn failed_use_ro_does_not_poison() {
     r.unwrap();
     assert_eq!(
         trace,
-        ["Caught: invalid input, Simulated error", "Trying to use the lock again is OK:"]
+        [
+            "Caught: invalid input, Simulated error",
+            "Trying to use the lock again is OK:"
+        ]
     );
 }
 
@@ -340,7 +378,9 @@ fn guard_dropped_by_panic_poisons() {
 fn use_rw_panic_poisons_and_use_ro_panic_does_not() {
     weft::mock::run(|_env| {
         let t = Mutex::new(0);
-        let r = catch_unwind(AssertUnwindSafe(|| t.use_ro(|_| -> weft::Result<()> { panic!("reader") })));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            t.use_ro(|_| -> weft::Result<()> { panic!("reader") })
+        }));
         assert!(r.is_err());
         assert!(!t.is_poisoned(), "a reader's panic does not poison");
         assert_eq!(*t.lock()?, 0);
@@ -404,7 +444,10 @@ fn cancelled_waiter_never_owns_the_lock() {
         Ok(())
     });
     r.unwrap();
-    assert_eq!(trace, ["cancelling A", "unlocking", "A: cancelled", "B: locked"]);
+    assert_eq!(
+        trace,
+        ["cancelling A", "unlocking", "A: cancelled", "B: locked"]
+    );
 }
 
 /// If the lock was handed to a waiter before it was cancelled, the waiter
@@ -424,7 +467,10 @@ fn hand_off_then_cancel_passes_the_lock_on() {
                             traceln!("A: locked");
                             g.push("A");
                             let r = fiber::yield_now();
-                            traceln!("A: yield says {}", if r.is_ok() { "ok" } else { "cancelled" });
+                            traceln!(
+                                "A: yield says {}",
+                                if r.is_ok() { "ok" } else { "cancelled" }
+                            );
                             r
                         });
                         // A waits; hand it the lock, then cancel it.
@@ -454,7 +500,14 @@ fn hand_off_then_cancel_passes_the_lock_on() {
     r.unwrap();
     assert_eq!(
         trace,
-        ["unlocking", "cancelling A", "B: waiting", "A: locked", "A: yield says cancelled", "B: locked"]
+        [
+            "unlocking",
+            "cancelling A",
+            "B: waiting",
+            "A: locked",
+            "A: yield says cancelled",
+            "B: locked"
+        ]
     );
 }
 

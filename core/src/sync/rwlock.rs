@@ -263,30 +263,34 @@ impl<T: ?Sized> RwLock<T> {
     /// Takes shared access if that is possible now without waiting.
     /// `Ok(None)` if not; `Err` if the lock is poisoned.
     pub fn try_read(&self) -> Result<Option<RwLockReadGuard<'_, T>>> {
-        let mut st = self.state();
-        if let Some(cause) = &st.poison {
-            return Err(poisoned(cause));
-        }
-        Ok(
-            Self::take_now(&mut st, Want::Read).then_some(RwLockReadGuard {
-                lock: self,
-                _data: PhantomData,
-            }),
-        )
+        let taken = {
+            let mut st = self.state();
+            if let Some(cause) = &st.poison {
+                return Err(poisoned(cause));
+            }
+            Self::take_now(&mut st, Want::Read)
+        };
+        // Built only if taken: dropping a guard releases the lock.
+        Ok(taken.then(|| RwLockReadGuard {
+            lock: self,
+            _data: PhantomData,
+        }))
     }
 
     /// Takes exclusive access if that is possible now without waiting.
     pub fn try_write(&self) -> Result<Option<RwLockWriteGuard<'_, T>>> {
-        let mut st = self.state();
-        if let Some(cause) = &st.poison {
-            return Err(poisoned(cause));
-        }
-        Ok(
-            Self::take_now(&mut st, Want::Write).then_some(RwLockWriteGuard {
-                lock: self,
-                _data: PhantomData,
-            }),
-        )
+        let taken = {
+            let mut st = self.state();
+            if let Some(cause) = &st.poison {
+                return Err(poisoned(cause));
+            }
+            Self::take_now(&mut st, Want::Write)
+        };
+        // Built only if taken: dropping a guard releases the lock.
+        Ok(taken.then(|| RwLockWriteGuard {
+            lock: self,
+            _data: PhantomData,
+        }))
     }
 
     /// Runs `f` with exclusive access. If `f` fails or panics the lock is

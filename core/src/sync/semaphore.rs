@@ -147,7 +147,8 @@ impl Semaphore {
 
     /// Like [`try_acquire`](Semaphore::try_acquire), returning a [`Permit`].
     pub fn try_acquire_permit(&self) -> Option<Permit<'_>> {
-        self.try_acquire().then_some(Permit { sem: self })
+        // Built only if acquired: dropping a permit releases it.
+        self.try_acquire().then(|| Permit { sem: self })
     }
 
     /// Gives a permit back: to the oldest waiting fiber if there is one,
