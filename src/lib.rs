@@ -89,5 +89,5 @@ pub fn run_with<T>(backend: Backend, main: impl FnOnce(&Env) -> Result<T>) -> Re
 /// The deterministic mock backend: virtual time, deadlock detection and
 /// captured traces, for tests.
 pub mod mock {
-    pub use weft_mock::{run, run_traced, Config};
+    pub use weft_mock::{run, run_traced, Action, Config, CopyMethod, Flow, Handler};
 }

@@ -30,6 +30,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, SystemTime};
 
+mod action;
+mod flow;
+mod handler;
+
+pub use action::Action;
+pub use flow::{CopyMethod, Flow};
+pub use handler::Handler;
+
 use weft_core::backend::{Driver, Park, Parked, Unpark};
 use weft_core::{Env, Result, RunConfig};
 
