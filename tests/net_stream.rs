@@ -235,3 +235,123 @@ fn getaddrinfo_resolves_localhost(#[case] backend: Backend) {
     })
     .unwrap();
 }
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn run_server_bounds_concurrency_and_serves_everyone(#[case] backend: Backend) {
+    let _serial = serial();
+    use std::cell::Cell;
+    weft::run_with(backend, |env| {
+        let net = env.net();
+        let clock = env.mono_clock();
+        let listener = net.listen(&"127.0.0.1:0".parse()?)?;
+        let addr = listener.local_addr()?;
+        let (active, peak, served) = (Cell::new(0), Cell::new(0), Cell::new(0));
+        Switch::run(|sw| {
+            sw.fork_daemon(|| {
+                let opts = weft::net::ServerOptions {
+                    max_connections: 4,
+                    ..Default::default()
+                };
+                weft::net::run_server(&listener, opts, |conn, _| {
+                    active.set(active.get() + 1);
+                    peak.set(peak.get().max(active.get()));
+                    clock.sleep(std::time::Duration::from_millis(2))?;
+                    conn.write_all(b"hi")?;
+                    active.set(active.get() - 1);
+                    served.set(served.get() + 1);
+                    Ok(())
+                })
+            });
+            weft::fiber::iter(50, 0..50, |_| {
+                let c = net.connect(&addr)?;
+                assert_eq!(c.read_all()?, "hi");
+                Ok(())
+            })
+        })?;
+        assert_eq!(served.get(), 50);
+        assert_eq!(peak.get(), 4, "at most max_connections handlers at once");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn run_server_survives_running_out_of_fds(#[case] backend: Backend) {
+    let _serial = serial();
+    use std::cell::{Cell, RefCell};
+    use std::io::Read;
+    // Clients connect (through the kernel backlog) before the server runs.
+    let listener_std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener_std.local_addr().unwrap();
+    drop(listener_std);
+    weft::run_with(backend, |env| {
+        let net = env.net();
+        let clock = env.mono_clock();
+        let listener = net.listen(&Addr::Ip(addr))?;
+        let mut clients: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let errors = RefCell::new(Vec::new());
+        let served = Cell::new(0);
+        // No new fd can be allocated now: accept fails with EMFILE.
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: valid pointer to an rlimit struct.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) };
+        // The lowest free fd number: with the limit there, no fd can be
+        // allocated at all.
+        // SAFETY: dup of stdin's fd number; the new fd is closed at once.
+        let lowest_free = unsafe {
+            let fd = libc::dup(0);
+            libc::close(fd);
+            fd
+        };
+        let tight = libc::rlimit {
+            rlim_cur: lowest_free as u64,
+            rlim_max: old.rlim_max,
+        };
+        // SAFETY: valid pointer to an rlimit struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &tight) };
+        let r = Switch::run(|sw| {
+            sw.fork_daemon(|| {
+                let opts = weft::net::ServerOptions {
+                    on_error: Box::new(|e| errors.borrow_mut().push(e.clone())),
+                    ..Default::default()
+                };
+                weft::net::run_server(&listener, opts, |conn, _| {
+                    conn.write_all(b"ok")?;
+                    served.set(served.get() + 1);
+                    Ok(())
+                })
+            });
+            clock.sleep(std::time::Duration::from_millis(30))?;
+            // SAFETY: valid pointer to an rlimit struct.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) };
+            while served.get() < 3 {
+                clock.sleep(std::time::Duration::from_millis(5))?;
+            }
+            Ok(())
+        });
+        // SAFETY: valid pointer to an rlimit struct (restore even on failure).
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) };
+        r?;
+        let errs = errors.borrow();
+        assert!(!errs.is_empty(), "accept failed while out of fds");
+        assert!(
+            errs.iter()
+                .all(|e| e.kind() == &ErrorKind::Fs(weft::FsError::TooManyOpenFiles)),
+            "{errs:?}"
+        );
+        for c in &mut clients {
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            assert_eq!(s, "ok");
+        }
+        Ok(())
+    })
+    .unwrap();
+}

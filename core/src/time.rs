@@ -48,6 +48,14 @@ pub(crate) fn sleep_until_ns(deadline: u64) -> Result<()> {
     )
 }
 
+/// Sleeps the current fiber for `d` on the scheduler's clock. For pauses
+/// inside weft itself (a retry back-off); user code sleeps through a clock
+/// capability.
+pub(crate) fn sleep_ns(d: Duration) -> Result<()> {
+    let s = sched::current()?;
+    sleep_until_ns(s.now().saturating_add(duration_ns(d)))
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

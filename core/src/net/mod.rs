@@ -15,7 +15,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, NetError, Result};
+
+mod server;
 use crate::flow::{Shutdown, ShutdownKind, Sink, Source};
+pub use server::{run_server, ServerOptions};
 
 /// A network address: an IP socket address or a Unix-domain path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
