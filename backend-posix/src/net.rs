@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use weft_core::flow::{Shutdown, ShutdownKind, Sink, Source};
-use weft_core::net::{Addr, ListenOptions, ListenerImpl, NetBackend, StreamImpl};
+use weft_core::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, NetBackend, StreamImpl};
 use weft_core::{Error, ErrorKind, NetError, Result};
 
 use crate::reactor::{Interest, Registration};
@@ -33,9 +33,12 @@ fn from_sockaddr(a: &SockAddr) -> Addr {
 }
 
 fn new_socket(domain: Domain) -> Result<Socket> {
+    new_socket_of(domain, Type::STREAM)
+}
+
+fn new_socket_of(domain: Domain, ty: Type) -> Result<Socket> {
     // socket2 sets SOCK_CLOEXEC on Linux; ask for nonblocking explicitly.
-    let s = Socket::new(domain, Type::STREAM.nonblocking(), None).map_err(Error::from)?;
-    Ok(s)
+    Socket::new(domain, ty.nonblocking(), None).map_err(Error::from)
 }
 
 /// A registered nonblocking socket. `reg` is declared first so it is
@@ -104,6 +107,23 @@ impl NetBackend for PosixNet {
             s.sock.set_tcp_nodelay(true)?;
         }
         Ok(Box::new(PosixStream { s }))
+    }
+
+    fn bind_datagram(&self, addr: &Addr) -> Result<Box<dyn DatagramImpl>> {
+        let (sa, domain) = to_sockaddr(addr)?;
+        let sock = new_socket_of(domain, Type::DGRAM)?;
+        sock.bind(&sa)?;
+        Ok(Box::new(PosixDatagram {
+            s: Sock::new(sock)?,
+        }))
+    }
+
+    fn socketpair(&self) -> Result<(Box<dyn StreamImpl>, Box<dyn StreamImpl>)> {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+        Ok((
+            Box::new(PosixStream { s: Sock::new(a)? }),
+            Box::new(PosixStream { s: Sock::new(b)? }),
+        ))
     }
 
     fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>> {
@@ -226,5 +246,37 @@ impl StreamImpl for PosixStream {
             return Err(Error::from(io::Error::last_os_error()).context("closing a socket"));
         }
         Ok(())
+    }
+}
+
+struct PosixDatagram {
+    s: Sock,
+}
+
+impl DatagramImpl for PosixDatagram {
+    fn send_to(&self, buf: &[u8], addr: &Addr) -> Result<usize> {
+        let (sa, _) = to_sockaddr(addr)?;
+        self.s.io(Interest::Writable, |s| s.send_to(buf, &sa))
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, Addr)> {
+        self.s.io(Interest::Readable, |s| {
+            // SAFETY: `recv_from` only writes initialised bytes into the
+            // buffer and reports how many; viewing `&mut [u8]` as
+            // `&mut [MaybeUninit<u8>]` is sound because u8 has no invalid
+            // values and we never write uninitialised data back.
+            let uninit = unsafe {
+                std::slice::from_raw_parts_mut(
+                    buf.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+                    buf.len(),
+                )
+            };
+            let (n, a) = s.recv_from(uninit)?;
+            Ok((n, from_sockaddr(&a)))
+        })
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(from_sockaddr(&self.s.sock.local_addr()?))
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::domain::{DomainBackend, DomainMain, DomainMgr};
 use crate::error::{Error, ErrorKind, Result};
-use crate::net::{Addr, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
+use crate::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
 use crate::time::{Clock, MonoClock};
 
 /// The capabilities of a running program.
@@ -95,6 +95,12 @@ impl NetBackend for NoNet {
         Err(self.err())
     }
     fn getaddrinfo(&self, _: &str, _: &str) -> Result<Vec<Addr>> {
+        Err(self.err())
+    }
+    fn bind_datagram(&self, _: &Addr) -> Result<Box<dyn DatagramImpl>> {
+        Err(self.err())
+    }
+    fn socketpair(&self) -> Result<(Box<dyn StreamImpl>, Box<dyn StreamImpl>)> {
         Err(self.err())
     }
 }

@@ -119,8 +119,24 @@ pub trait ListenerImpl {
     fn local_addr(&self) -> Result<Addr>;
 }
 
+/// What a backend provides for a datagram socket (UDP or Unix datagram).
+pub trait DatagramImpl {
+    /// Sends one datagram to `addr`.
+    fn send_to(&self, buf: &[u8], addr: &Addr) -> Result<usize>;
+    /// Waits for one datagram; returns its length (truncated to `buf`) and
+    /// sender.
+    fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, Addr)>;
+    /// The bound address.
+    fn local_addr(&self) -> Result<Addr>;
+}
+
 /// What a backend provides for the network capability.
 pub trait NetBackend: Send + Sync + 'static {
+    /// Binds a datagram socket (UDP for IP addresses, `SOCK_DGRAM` for Unix
+    /// paths).
+    fn bind_datagram(&self, addr: &Addr) -> Result<Box<dyn DatagramImpl>>;
+    /// A pair of connected Unix stream sockets.
+    fn socketpair(&self) -> Result<(Box<dyn StreamImpl>, Box<dyn StreamImpl>)>;
     /// Binds and listens.
     fn listen(&self, addr: &Addr, opts: &ListenOptions) -> Result<Box<dyn ListenerImpl>>;
     /// Connects.
@@ -190,6 +206,24 @@ impl Net {
             .context(ctx()))
     }
 
+    /// Binds a datagram socket on `addr`.
+    pub fn bind_datagram(&self, addr: &Addr) -> Result<Datagram> {
+        let inner = self
+            .backend
+            .bind_datagram(addr)
+            .map_err(|e| e.context(format!("binding a datagram socket on {addr}")))?;
+        Ok(Datagram { inner })
+    }
+
+    /// A pair of connected stream sockets (`socketpair(2)`).
+    pub fn socketpair(&self) -> Result<(Stream, Stream)> {
+        let (a, b) = self
+            .backend
+            .socketpair()
+            .map_err(|e| e.context("creating a socket pair"))?;
+        Ok((Stream { inner: a }, Stream { inner: b }))
+    }
+
     /// Resolves `host` and `service`.
     pub fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>> {
         self.backend
@@ -219,6 +253,38 @@ impl Listener {
     }
 
     /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> Result<Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A datagram socket. Closed on drop.
+pub struct Datagram {
+    inner: Box<dyn DatagramImpl>,
+}
+
+impl fmt::Debug for Datagram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datagram")
+            .field("local_addr", &self.inner.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Datagram {
+    /// Sends `buf` as one datagram to `addr`.
+    pub fn send_to(&self, buf: &[u8], addr: &Addr) -> Result<usize> {
+        self.inner
+            .send_to(buf, addr)
+            .map_err(|e| e.context(format!("sending a datagram to {addr}")))
+    }
+
+    /// Waits for a datagram.
+    pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, Addr)> {
+        self.inner.recv_from(buf)
+    }
+
+    /// The bound address.
     pub fn local_addr(&self) -> Result<Addr> {
         self.inner.local_addr()
     }
