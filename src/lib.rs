@@ -20,9 +20,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use weft_core::{
-    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, net, switch, sync,
-    systhread, time, trace, traceln, Env, Error, ErrorKind, FsError, NetError, ProcessError,
-    Result, ResultExt, RunConfig, Switch,
+    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, net, random, stdio,
+    switch, sync, systhread, time, trace, traceln, Env, Error, ErrorKind, FsError, NetError,
+    ProcessError, Result, ResultExt, RunConfig, Switch,
 };
 
 /// A backend weft can run on.

@@ -55,6 +55,7 @@ enum TraceSink {
 pub struct Config {
     run: RunConfig,
     external_wait: Option<Duration>,
+    seed: u64,
 }
 
 impl Default for Config {
@@ -79,7 +80,15 @@ impl Config {
         Config {
             run: RunConfig::default(),
             external_wait: None,
+            seed: 0,
         }
+    }
+
+    /// Seeds the mock's random source (`env.secure_random()`); the same seed
+    /// gives the same bytes.
+    pub fn seed(mut self, seed: u64) -> Config {
+        self.seed = seed;
+        self
     }
 
     /// Default stack size for fibers, in bytes.
@@ -120,9 +129,13 @@ impl Config {
             unparker: Arc::new(ThreadUnpark(std::thread::current())),
             external_wait: self.external_wait,
         };
-        let env = Env::for_backend("mock").with_domain_mgr(weft_core::domain::DomainMgr::new(
-            Arc::new(MockDomains(self.clone())),
-        ));
+        let env = Env::for_backend("mock")
+            .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(
+                weft_core::random::SeededRandom::new(self.seed),
+            )))
+            .with_domain_mgr(weft_core::domain::DomainMgr::new(Arc::new(MockDomains(
+                self.clone(),
+            ))));
         weft_core::run_scheduler(Box::new(driver), &self.run, || main(&env))
     }
 }

@@ -37,6 +37,9 @@ pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Resul
     let driver = driver::PosixDriver::new()?;
     let _installed = reactor::install(driver.reactor());
     let env = Env::for_backend("posix")
+        .with_secure_random(weft_core::random::SecureRandom::new(std::sync::Arc::new(
+            OsRandom,
+        )))
         .with_domain_mgr(weft_core::domain::DomainMgr::new(std::sync::Arc::new(
             PosixDomains(config.clone()),
         )))
@@ -66,5 +69,26 @@ impl weft_core::domain::DomainBackend for PosixDomains {
                 weft_core::Error::with_source(weft_core::ErrorKind::Io, e)
                     .context("starting a domain thread")
             })
+    }
+}
+
+/// The kernel's random generator (`getrandom(2)`).
+struct OsRandom;
+
+impl weft_core::random::RandomBackend for OsRandom {
+    fn fill(&self, mut buf: &mut [u8]) -> Result<()> {
+        while !buf.is_empty() {
+            // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
+            let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(weft_core::Error::from(e).context("reading random bytes"));
+            }
+            buf = &mut buf[n as usize..];
+        }
+        Ok(())
     }
 }

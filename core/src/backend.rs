@@ -368,7 +368,10 @@ impl<T> Resumer<T> {
     /// lock-free remote queue, never the scheduler's local run queue. Safe to
     /// call from a signal handler, provided dropping `result`'s previous
     /// contents does not allocate (it is `None`).
-    pub(crate) fn complete_deferred(&self, result: Result<T>) -> std::result::Result<(), Result<T>> {
+    pub(crate) fn complete_deferred(
+        &self,
+        result: Result<T>,
+    ) -> std::result::Result<(), Result<T>> {
         if !self.slot.claim(self.epoch) {
             return Err(result);
         }
@@ -486,7 +489,10 @@ where
 /// Suspends the current fiber without registering for cancellation: only the
 /// resumer can end this wait. For waits that must not be interrupted, such
 /// as a switch joining its fibers.
-pub(crate) fn suspend_uncancellable<T>(what: &'static str, register: impl FnOnce(Resumer<T>)) -> Result<T> {
+pub(crate) fn suspend_uncancellable<T>(
+    what: &'static str,
+    register: impl FnOnce(Resumer<T>),
+) -> Result<T> {
     let sched = sched::current()?;
     let cell: ResumeCell<T> = UnsafeCell::new(None);
     let slot = sched.current_wake_slot();

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use crate::domain::{DomainBackend, DomainMain, DomainMgr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
+use crate::random::{RandomBackend, SecureRandom};
+use crate::stdio::{StdOutput, Stdin};
 use crate::time::{Clock, MonoClock};
 
 /// The capabilities of a running program.
@@ -19,6 +21,8 @@ pub struct Env {
     mono_clock: MonoClock,
     net: Net,
     domain_mgr: DomainMgr,
+    random: SecureRandom,
+    stdin: Stdin,
     backend_id: &'static str,
 }
 
@@ -31,6 +35,8 @@ impl Env {
             mono_clock: MonoClock::new(),
             net: Net::new(Arc::new(NoNet(backend_id))),
             domain_mgr: DomainMgr::new(Arc::new(NoDomains(backend_id))),
+            random: SecureRandom::new(Arc::new(NoRandom(backend_id))),
+            stdin: Stdin::new(),
             backend_id,
         }
     }
@@ -57,6 +63,34 @@ impl Env {
     /// The domain manager: runs work on other OS threads.
     pub fn domain_mgr(&self) -> DomainMgr {
         self.domain_mgr.clone()
+    }
+
+    /// Sets the random source. Backends call this when they start `main`.
+    #[doc(hidden)]
+    pub fn with_secure_random(mut self, random: SecureRandom) -> Env {
+        self.random = random;
+        self
+    }
+
+    /// Random bytes: the OS's secure generator (seeded and deterministic
+    /// under the mock backend).
+    pub fn secure_random(&self) -> SecureRandom {
+        self.random.clone()
+    }
+
+    /// Standard input.
+    pub fn stdin(&self) -> Stdin {
+        self.stdin.clone()
+    }
+
+    /// Standard output.
+    pub fn stdout(&self) -> StdOutput {
+        StdOutput::stdout()
+    }
+
+    /// Standard error.
+    pub fn stderr(&self) -> StdOutput {
+        StdOutput::stderr()
     }
 
     /// The wall clock.
@@ -113,6 +147,18 @@ impl DomainBackend for NoDomains {
         Err(Error::msg(
             ErrorKind::InvalidInput,
             format!("the {} backend cannot start domains", self.0),
+        ))
+    }
+}
+
+/// The random source of a backend that has none.
+struct NoRandom(&'static str);
+
+impl RandomBackend for NoRandom {
+    fn fill(&self, _buf: &mut [u8]) -> Result<()> {
+        Err(Error::msg(
+            ErrorKind::InvalidInput,
+            format!("the {} backend provides no random source", self.0),
         ))
     }
 }

@@ -75,7 +75,9 @@ impl<T: 'static> Default for FiberLocal<T> {
 
 impl<T: 'static> std::fmt::Debug for FiberLocal<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FiberLocal").field("id", &self.key()).finish()
+        f.debug_struct("FiberLocal")
+            .field("id", &self.key())
+            .finish()
     }
 }
 

@@ -108,7 +108,11 @@ mod tests {
         for s in a {
             pool.put(s);
         }
-        assert_eq!(pool.idle_count(), 2, "idle stacks past max_idle are unmapped");
+        assert_eq!(
+            pool.idle_count(),
+            2,
+            "idle stacks past max_idle are unmapped"
+        );
         let d = pool.get(None).unwrap();
         assert_eq!(stack_size(&d), 64 * 1024);
     }

@@ -93,30 +93,33 @@ fn worker() {
     }
 }
 
-/// Runs `f` on a system thread and waits (suspending only this fiber) for
-/// its result. If the fiber is cancelled first, `run` returns
-/// `Err(Cancelled)` at once and `f`'s result is dropped when it finishes
-/// (a system thread cannot be interrupted). A panic in `f` becomes
-/// `ErrorKind::Panic`.
-pub fn run<T, F>(f: F) -> Result<T>
+/// The result slot of a job started with [`spawn`]: the value travels in a
+/// Mutex so a waiter can move it out of the shared promise.
+pub(crate) type JobResult<T> = Promise<Mutex<Option<std::thread::Result<T>>>>;
+
+/// Starts `f` on a system thread; the returned promise resolves when it
+/// finishes. The current scheduler counts the job as external work until
+/// then, so the mock does not report a deadlock while it runs.
+pub(crate) fn spawn<T, F>(f: F) -> Result<JobResult<T>>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    // The value travels in a Mutex so the waiter can move it out of the
-    // shared promise.
-    let (promise, resolver) = Promise::<Mutex<Option<std::thread::Result<T>>>>::new();
+    let (promise, resolver) = Promise::new();
     let external = ExternalWork::begin();
     submit(Box::new(move || {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = resolver.resolve(Mutex::new(Some(r)));
         drop(external);
     }))?;
+    Ok(promise)
+}
+
+/// Moves a finished job's value out of its promise.
+pub(crate) fn take_result<T>(promise: &JobResult<T>) -> Result<T> {
     let taken = promise
-        .wait()?
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+        .peek()
+        .and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
     match taken {
         Some(Ok(v)) => Ok(v),
         Some(Err(p)) => Err(
@@ -128,4 +131,19 @@ where
             "system thread result already taken",
         )),
     }
+}
+
+/// Runs `f` on a system thread and waits (suspending only this fiber) for
+/// its result. If the fiber is cancelled first, `run` returns
+/// `Err(Cancelled)` at once and `f`'s result is dropped when it finishes
+/// (a system thread cannot be interrupted). A panic in `f` becomes
+/// `ErrorKind::Panic`.
+pub fn run<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let promise = spawn(f)?;
+    promise.wait()?;
+    take_result(&promise)
 }
