@@ -77,6 +77,11 @@
 //! `BufReader` implements [`std::io::Read`] and [`std::io::BufRead`], so a
 //! synchronous parser (serde_json, csv, httparse...) can read from a flow
 //! running on a fiber, sharing the buffer with the parsers here.
+//!
+//! Where those traits are in scope, call the parsers through a `&mut
+//! BufReader` (as parser closures get it): on an owned reader, `r.take(n)`
+//! and `r.lines()` would resolve to `Read::take` and `BufRead::lines`, which
+//! take the reader by value.
 
 use std::fmt;
 
