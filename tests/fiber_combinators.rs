@@ -1066,3 +1066,61 @@ fn no_item_starts_after_a_failure() {
     assert_eq!(r.unwrap_err().to_string(), "io error, 0 failed");
     assert_eq!(trace, ["Start 0", "Start 1", "Finished 1"]);
 }
+
+// ---------------------------------------------------------------------------
+// Cancelled from outside: an error, never a partial result
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pair_cancelled_from_outside_is_an_error() {
+    // `f` is cancelled by the enclosing scope while `g` succeeds: `pair`
+    // has no value for `f`, so it reports the cancellation.
+    let r = mock::run(|_env| {
+        let (p, _r) = Promise::<u8>::new();
+        let r = cancel::sub(|scope| {
+            fiber::pair(
+                || p.wait().copied(),
+                || {
+                    scope.cancel(failure("outside"));
+                    Ok(2)
+                },
+            )
+        });
+        Ok(r.map_err(|e| e.to_string()))
+    });
+    assert_eq!(r.unwrap(), Err("cancelled: io error, outside".to_string()));
+}
+
+#[test]
+fn map_cancelled_from_outside_is_an_error_not_a_partial_result() {
+    let r = mock::run(|_env| {
+        let r = cancel::sub(|scope| {
+            fiber::map(2, 0..4u32, |i| {
+                if i == 1 {
+                    scope.cancel(failure("outside"));
+                }
+                fiber::yield_now()?;
+                Ok(i)
+            })
+        });
+        Ok(r.map_err(|e| e.to_string()))
+    });
+    assert_eq!(r.unwrap(), Err("cancelled: io error, outside".to_string()));
+}
+
+#[test]
+fn map_keeps_its_results_if_every_item_finished_before_the_cancellation() {
+    // The last item cancels the scope but finishes without suspending:
+    // every item was processed, so the results are returned.
+    let r = mock::run(|_env| {
+        cancel::sub(|scope| {
+            fiber::map(1, 0..3u32, |i| {
+                if i == 2 {
+                    scope.cancel(failure("outside"));
+                }
+                Ok(i * 2)
+            })
+        })
+    });
+    assert_eq!(r.unwrap(), [0, 2, 4]);
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weft::sync::Promise;
-use weft::{cancel, fiber, mock, traceln, Error, ErrorKind, Result, Switch};
+use weft::{cancel, fiber, mock, traceln, Error, ErrorKind, Switch};
 
 fn failure(msg: &'static str) -> Error {
     Error::msg(ErrorKind::Io, msg)

@@ -84,7 +84,15 @@ pub fn pair<A, B>(f: impl FnOnce() -> Result<A>, g: impl FnOnce() -> Result<B>) 
         sw.check()?;
         g()
     })?;
-    Ok((a.take().expect("both fibers finished"), b))
+    match a.take() {
+        Some(a) => Ok((a, b)),
+        // `f` was cancelled from outside (a cancellation that is not a
+        // failure of the switch): report it rather than a missing value.
+        None => {
+            check()?;
+            Err(Error::msg(ErrorKind::Cancelled, "pair: the first function was cancelled"))
+        }
+    }
 }
 
 /// Runs every function concurrently, in order, and waits for all of them.
@@ -255,28 +263,50 @@ where
     check_max_fibers(max_fibers)?;
     let source = RefCell::new(items.into_iter().enumerate());
     let results: RefCell<Vec<(usize, B)>> = RefCell::new(Vec::new());
+    // Items taken but not processed yet, and whether the source has run
+    // dry: together they tell whether every item was processed.
+    let pending = Cell::new(0usize);
+    let exhausted = Cell::new(false);
+    let next = || {
+        let n = source.borrow_mut().next();
+        match n {
+            Some(_) => pending.set(pending.get() + 1),
+            None => exhausted.set(true),
+        }
+        n
+    };
     Switch::run(|sw| {
         // Each worker fiber takes the next item when it finishes the last,
         // so at most `max_fibers` calls run at once and items start in order.
         for _ in 0..max_fibers {
-            let next = source.borrow_mut().next();
-            let Some(first) = next else { break };
-            let (source, results, f) = (&source, &results, &f);
+            let Some(first) = next() else { break };
+            let (results, f, next, pending) = (&results, &f, &next, &pending);
             sw.fork(move || {
-                let mut item = Some(first);
-                while let Some((i, a)) = item {
+                let mut item = first;
+                loop {
+                    let (i, a) = item;
                     if let Some(b) = f(a)? {
                         results.borrow_mut().push((i, b));
                     }
-                    // After a failure, start no further item.
+                    pending.set(pending.get() - 1);
+                    let Some(n) = next() else { return Ok(()) };
+                    // After a failure or a cancellation, start no further item.
                     sw.check()?;
-                    item = source.borrow_mut().next();
+                    item = n;
                 }
-                Ok(())
             });
         }
         Ok(())
     })?;
+    if pending.get() > 0 || !exhausted.get() {
+        // A worker was cancelled from outside (a cancellation that is not a
+        // failure of the switch): report it rather than partial results.
+        check()?;
+        return Err(Error::msg(
+            ErrorKind::Cancelled,
+            "cancelled before every item was processed",
+        ));
+    }
     let mut r = results.into_inner();
     r.sort_by_key(|(i, _)| *i);
     Ok(r.into_iter().map(|(_, b)| b).collect())
