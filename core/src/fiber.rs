@@ -90,7 +90,10 @@ pub fn pair<A, B>(f: impl FnOnce() -> Result<A>, g: impl FnOnce() -> Result<B>) 
         // failure of the switch): report it rather than a missing value.
         None => {
             check()?;
-            Err(Error::msg(ErrorKind::Cancelled, "pair: the first function was cancelled"))
+            Err(Error::msg(
+                ErrorKind::Cancelled,
+                "pair: the first function was cancelled",
+            ))
         }
     }
 }
