@@ -338,7 +338,7 @@ fn stress_cancellation_across_threads() {
                                     inside.fetch_sub(1, Ordering::SeqCst);
                                     r
                                 },
-                                || fiber::yield_now(),
+                                fiber::yield_now,
                             );
                         }
                         assert!(*held.borrow() > 0);

@@ -26,6 +26,7 @@
 
 mod driver;
 mod net;
+mod process;
 mod reactor;
 
 pub use reactor::{Interest, Registration};
@@ -43,7 +44,10 @@ pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Resul
         .with_domain_mgr(weft_core::domain::DomainMgr::new(std::sync::Arc::new(
             PosixDomains(config.clone()),
         )))
-        .with_net(weft_core::net::Net::new(std::sync::Arc::new(net::PosixNet)));
+        .with_net(weft_core::net::Net::new(std::sync::Arc::new(net::PosixNet)))
+        .with_process_mgr(weft_core::process::ProcessMgr::new(std::sync::Arc::new(
+            process::PosixProcessMgr::new(),
+        )));
     weft_core::run_scheduler(Box::new(driver), config, || main(&env))
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::domain::{DomainBackend, DomainMain, DomainMgr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
+use crate::process::{NoProcess, ProcessMgr};
 use crate::random::{RandomBackend, SecureRandom};
 use crate::stdio::{StdOutput, Stdin};
 use crate::time::{Clock, MonoClock};
@@ -20,6 +21,7 @@ pub struct Env {
     clock: Clock,
     mono_clock: MonoClock,
     net: Net,
+    process_mgr: ProcessMgr,
     domain_mgr: DomainMgr,
     random: SecureRandom,
     stdin: Stdin,
@@ -34,6 +36,7 @@ impl Env {
             clock: Clock::new(),
             mono_clock: MonoClock::new(),
             net: Net::new(Arc::new(NoNet(backend_id))),
+            process_mgr: ProcessMgr::new(Arc::new(NoProcess(backend_id))),
             domain_mgr: DomainMgr::new(Arc::new(NoDomains(backend_id))),
             random: SecureRandom::new(Arc::new(NoRandom(backend_id))),
             stdin: Stdin::new(),
@@ -51,6 +54,18 @@ impl Env {
     /// The network.
     pub fn net(&self) -> Net {
         self.net.clone()
+    }
+
+    /// Sets the process manager. Backends call this when they start `main`.
+    #[doc(hidden)]
+    pub fn with_process_mgr(mut self, pm: ProcessMgr) -> Env {
+        self.process_mgr = pm;
+        self
+    }
+
+    /// The process manager: starts child processes.
+    pub fn process_mgr(&self) -> ProcessMgr {
+        self.process_mgr.clone()
     }
 
     /// Sets the domain manager. Backends call this when they start `main`.

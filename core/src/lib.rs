@@ -20,6 +20,7 @@ pub mod fiber;
 pub mod flow;
 mod local;
 pub mod net;
+pub mod process;
 pub mod random;
 mod sched;
 mod stack;

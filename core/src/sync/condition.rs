@@ -179,7 +179,7 @@ impl Waiters {
 /// A condition variable for fibers, usable across threads and from signal
 /// handlers.
 ///
-/// See the [module documentation](self) for a guide.
+/// [`broadcast`](Condition::broadcast) is async-signal-safe.
 pub struct Condition {
     /// Incremented by every broadcast, before it wakes anyone.
     seq: AtomicU64,
@@ -283,7 +283,7 @@ impl Condition {
     /// [`sequence`](Condition::sequence)).
     ///
     /// Callable from any thread, from outside any weft runtime, and from a
-    /// signal handler: see the [module documentation](self). Woken fibers
+    /// signal handler (it never blocks, allocates or frees). Woken fibers
     /// are queued to run; none runs before `broadcast` returns.
     pub fn broadcast(&self) {
         self.seq.fetch_add(1, SeqCst);

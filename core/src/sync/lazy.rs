@@ -76,7 +76,8 @@ struct State {
     waiters: VecDeque<Resumer<()>>,
 }
 
-/// A value computed on first use. See the [module documentation](self).
+/// A value computed on first use, once, by the first fiber that forces it;
+/// [`LazyCancel`] says what happens if that fiber is cancelled.
 pub struct Lazy<T, F = fn() -> Result<T>> {
     value: OnceLock<Result<T>>,
     state: std::sync::Mutex<State>,

@@ -110,9 +110,9 @@ struct State {
     waiters: VecDeque<Resumer<()>>,
 }
 
-/// A fiber-aware mutual-exclusion lock protecting a `T`.
-///
-/// See the [module documentation](self) for a guide.
+/// A fiber-aware mutual-exclusion lock protecting a `T`: waiting suspends
+/// the fiber, waiters are served in FIFO order, and a writer that fails
+/// poisons it (see [`use_rw`](Mutex::use_rw)).
 pub struct Mutex<T: ?Sized> {
     state: std::sync::Mutex<State>,
     data: UnsafeCell<T>,

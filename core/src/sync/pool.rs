@@ -79,8 +79,9 @@ struct State<T> {
 }
 
 /// A pool of up to `max_size` reusable resources of type `T`, made by `A`,
-/// checked by `V` and disposed of by `D`. See the
-/// [module documentation](self).
+/// checked by `V` and disposed of by `D`; fibers wait for a resource in FIFO
+/// order. Built with [`Pool::new`], then optionally
+/// [`validate`](Pool::validate) and [`dispose`](Pool::dispose).
 pub struct Pool<T, A, V = fn(&T) -> bool, D = fn(T)> {
     state: std::sync::Mutex<State<T>>,
     max_size: usize,

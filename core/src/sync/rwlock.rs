@@ -124,7 +124,7 @@ impl State {
 
 /// A fair, fiber-aware reader-writer lock protecting a `T`.
 ///
-/// See the [module documentation](self) for a guide.
+/// Requests are served in order, so a waiting writer blocks later readers.
 pub struct RwLock<T: ?Sized> {
     state: std::sync::Mutex<State>,
     data: UnsafeCell<T>,

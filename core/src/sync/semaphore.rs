@@ -62,7 +62,7 @@ struct State {
 
 /// A counting semaphore for fibers, usable across threads.
 ///
-/// See the [module documentation](self) for a guide.
+/// Releases go to the oldest waiter; a cancelled waiter never takes one.
 pub struct Semaphore {
     state: std::sync::Mutex<State>,
 }
