@@ -20,8 +20,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use weft_core::{
-    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, net, process, random, stdio,
-    switch, sync, systhread, time, trace, traceln, Env, Error, ErrorKind, FsError, NetError,
+    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, net, process, random,
+    stdio, switch, sync, systhread, time, trace, traceln, Env, Error, ErrorKind, FsError, NetError,
     ProcessError, Result, ResultExt, RunConfig, Switch,
 };
 
