@@ -45,12 +45,12 @@
 //! );
 //! ```
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io;
 
 use weft_core::buf_read::Quoted;
-use weft_core::flow::{ShutdownKind, Shutdown, Sink, Source};
+use weft_core::flow::{Shutdown, ShutdownKind, Sink, Source};
 use weft_core::{traceln, Error, ErrorKind, Result};
 
 use crate::action::Action;
@@ -76,6 +76,8 @@ pub struct Flow {
     on_copy_bytes: Handler<usize>,
     copy_method: Cell<CopyMethod>,
     closed: Cell<bool>,
+    /// The rest of a scripted read that did not fit in the caller's buffer.
+    leftover: RefCell<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Flow {
@@ -108,6 +110,7 @@ impl Flow {
             on_copy_bytes: Handler::new(Action::Return(4096)),
             copy_method: Cell::new(CopyMethod::default()),
             closed: Cell::new(false),
+            leftover: RefCell::new(Vec::new()),
         }
     }
 
@@ -117,9 +120,11 @@ impl Flow {
     }
 
     /// Scripts the next reads: each read performs the next action and
-    /// returns its bytes (which must fit in the reader's buffer). An error
-    /// of kind `EndOfFile`, which is also the default once the script runs
-    /// out, is reported as the end of the stream.
+    /// returns its bytes. An error of kind `EndOfFile`, which is also the
+    /// default once the script runs out, is reported as the end of the
+    /// stream. Bytes that do not fit in the reader's buffer are returned by
+    /// the following read(s), before the script goes on (each read traces
+    /// what it returned).
     pub fn on_read(&self, actions: impl IntoIterator<Item = Action<Vec<u8>>>) {
         self.on_read.seq(actions);
     }
@@ -197,20 +202,16 @@ impl Source for Flow {
         if buf.is_empty() {
             return Ok(0);
         }
-        let data = match self.on_read.run() {
-            Ok(data) => data,
-            Err(e) if e.kind() == &ErrorKind::EndOfFile => return Ok(0),
-            Err(e) => return Err(e),
-        };
+        let mut data = std::mem::take(&mut *self.leftover.borrow_mut());
+        if data.is_empty() {
+            data = match self.on_read.run() {
+                Ok(data) => data,
+                Err(e) if e.kind() == &ErrorKind::EndOfFile => return Ok(0),
+                Err(e) => return Err(e),
+            };
+        }
         if data.len() > buf.len() {
-            let msg = format!(
-                "{}: read buffer too short for {} ({} bytes, room for {})",
-                self.label,
-                Quoted(&data),
-                data.len(),
-                buf.len()
-            );
-            return Err(Error::msg(ErrorKind::InvalidInput, msg));
+            *self.leftover.borrow_mut() = data.split_off(buf.len());
         }
         buf[..data.len()].copy_from_slice(&data);
         trace_data(format_args!("{}: read", self.label), &data);
