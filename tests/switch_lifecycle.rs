@@ -81,7 +81,7 @@ fn run_waits_for_every_fiber() {
 #[test]
 fn fibers_borrow_from_the_enclosing_scope() {
     let r = mock::run(|_env| {
-        let names = vec![
+        let names = [
             String::from("zero"),
             String::from("one"),
             String::from("two"),
