@@ -196,7 +196,7 @@ fn timers_fire_in_deadline_order_then_registration_order() {
         let t0 = clock.now()?;
         let sleepers = [("A", 5), ("B", 7), ("C", 2), ("D", 0), ("E", 5)].map(|(label, secs)| {
             move || {
-                clock.sleep_until(t0.add(Duration::from_secs(secs)))?;
+                clock.sleep_until(t0 + Duration::from_secs(secs))?;
                 traceln!("{label} ({secs}) woken");
                 Ok(())
             }

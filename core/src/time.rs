@@ -114,9 +114,16 @@ impl Instant {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
-    /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Instant {
+    /// `self + d`, saturating at the end of time.
+    pub fn saturating_add(self, d: Duration) -> Instant {
         Instant(self.0.saturating_add(duration_ns(d)))
+    }
+}
+
+impl std::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        self.saturating_add(d)
     }
 }
 

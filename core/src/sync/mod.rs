@@ -4,14 +4,14 @@
 //! wait for another domain, or for a plain `std::thread`), and every wait is
 //! a cancellation point that never loses a value.
 
-mod condition;
-mod lazy;
-mod mutex;
-mod pool;
-mod promise;
-mod rwlock;
-mod semaphore;
-mod stream;
+pub mod condition;
+pub mod lazy;
+pub mod mutex;
+pub mod pool;
+pub mod promise;
+pub mod rwlock;
+pub mod semaphore;
+pub mod stream;
 
 pub use promise::{AlreadyResolved, Promise, Resolver};
 pub use stream::Stream;
