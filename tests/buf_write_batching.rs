@@ -125,7 +125,11 @@ fn integers_and_endianness() {
     });
     assert_eq!(
         trace,
-        [r#"flow: wrote "\u{5}\0""#, r#"flow: wrote "\0\u{5}""#, "flow: closed"]
+        [
+            r#"flow: wrote "\u{5}\0""#,
+            r#"flow: wrote "\0\u{5}""#,
+            "flow: closed"
+        ]
     );
     // Round trips through BufReader.
     mock::run(|_env| {
@@ -223,7 +227,11 @@ fn each_flush_waits_for_its_own_data() {
                     Ok(())
                 }
             };
-            fiber::all([writer("ab", "1st"), writer("cd", "2nd"), writer("ef", "3rd")])?;
+            fiber::all([
+                writer("ab", "1st"),
+                writer("cd", "2nd"),
+                writer("ef", "3rd"),
+            ])?;
             traceln!("Done");
             Ok(())
         })
@@ -271,7 +279,12 @@ fn flush_waits_for_a_slow_sink_and_std_io_write() {
     });
     assert_eq!(
         trace,
-        ["Write \"test\"", "Flush complete", "Write \"1+2=3\"", "io::Write flush complete"]
+        [
+            "Write \"test\"",
+            "Flush complete",
+            "Write \"1+2=3\"",
+            "io::Write flush complete"
+        ]
     );
 }
 
@@ -343,7 +356,11 @@ fn schedule_bytes_is_zero_copy() {
     .unwrap();
     let seen = sink.seen.borrow();
     assert_eq!(seen.len(), 3, "{seen:?}");
-    assert_eq!(seen[1], (addr, 100_000), "the Bytes reached the sink unchanged");
+    assert_eq!(
+        seen[1],
+        (addr, 100_000),
+        "the Bytes reached the sink unchanged"
+    );
     assert_ne!(seen[0].0, addr);
     let data = sink.data.borrow();
     assert_eq!(data.len(), 19 + 100_000 + 7);

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::io::{Read as _, Write as _};
 
 use weft::buf_read::{self, BufReader};
-use weft::flow::{self, ShutdownKind, Shutdown, Sink, Source};
+use weft::flow::{self, Shutdown, ShutdownKind, Sink, Source};
 use weft::mock::{self, Action, CopyMethod, Handler};
 use weft::sync::Promise;
 use weft::{fiber, traceln, Error, ErrorKind, NetError, Result, Switch};
@@ -123,7 +123,10 @@ fn readme_buffered_reading_cli() {
     });
     let err = r.unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::EndOfFile);
-    assert_eq!(err.to_string(), "end of file, unexpected end-of-file at offset 24");
+    assert_eq!(
+        err.to_string(),
+        "end of file, unexpected end-of-file at offset 24"
+    );
     assert_eq!(
         trace,
         [
@@ -140,7 +143,10 @@ fn readme_buffered_reading_cli() {
     // With a mock stdout the output interleaves with the trace, as in the
     // README.
     let (r, trace) = mock::run_traced(|_env| {
-        cli(flow::string_source("help\nexit\n"), &mock::Flow::new("stdout"))
+        cli(
+            flow::string_source("help\nexit\n"),
+            &mock::Flow::new("stdout"),
+        )
     });
     assert_eq!(r.unwrap_err().kind(), &ErrorKind::EndOfFile);
     assert_eq!(
@@ -321,7 +327,11 @@ fn reads_errors_shutdown_and_close() {
             assert_eq!(&buf[..n], expected.as_bytes());
         }
         assert_eq!(f.read(&mut buf)?, 0);
-        assert_eq!(f.read(&mut buf)?, 0, "end of stream once the script is done");
+        assert_eq!(
+            f.read(&mut buf)?,
+            0,
+            "end of stream once the script is done"
+        );
         f.shutdown(ShutdownKind::Write)?;
         f.shutdown(ShutdownKind::Read)?;
         f.shutdown(ShutdownKind::Both)?;
@@ -405,7 +415,10 @@ fn handler_scripts_defaults_and_functions() {
         assert_eq!(h.run()?, 5, "seq replaces the function");
         assert_eq!(h.run_default().unwrap_err().kind(), &ErrorKind::Timeout);
         assert_eq!(calls.get(), 2);
-        assert_eq!(format!("{:?}", Action::yield_then(Action::Return(1))), "YieldThen(Return(1))");
+        assert_eq!(
+            format!("{:?}", Action::yield_then(Action::Return(1))),
+            "YieldThen(Return(1))"
+        );
         Ok(())
     })
     .unwrap();
@@ -453,7 +466,11 @@ fn buf_write_into_a_mock_flow_and_back() {
             w.string("Host: example.com\r\n\r\n")
         })?;
         let inp = mock::Flow::new("in");
-        inp.on_read("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi".bytes().map(|b| Action::Return(vec![b])));
+        inp.on_read(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+                .bytes()
+                .map(|b| Action::Return(vec![b])),
+        );
         let body = buf_read::parse(&inp, 256, |r| {
             r.string("HTTP/1.1 ")?;
             let status = r.take_while_string(|b| b.is_ascii_digit())?;
@@ -483,5 +500,8 @@ fn buf_write_into_a_mock_flow_and_back() {
             r#" "\r\n""#,
         ]
     );
-    assert_eq!(trace[trace.len() - 3..], [r#"("200", "hi")"#, "in: closed", "out: closed"]);
+    assert_eq!(
+        trace[trace.len() - 3..],
+        [r#"("200", "hi")"#, "in: closed", "out: closed"]
+    );
 }

@@ -28,11 +28,14 @@ use weft_core::Result;
 
 use crate::action::Action;
 
+/// A function replacing a handler's script.
+type Custom<T> = Rc<dyn Fn() -> Result<T>>;
+
 /// A mocked operation's script (Eio's `Eio_mock.Handler`).
 pub struct Handler<T> {
     queue: RefCell<VecDeque<Action<T>>>,
     default: RefCell<Action<T>>,
-    custom: RefCell<Option<Rc<dyn Fn() -> Result<T>>>>,
+    custom: RefCell<Option<Custom<T>>>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Handler<T> {
