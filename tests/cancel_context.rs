@@ -404,3 +404,23 @@ fn protect_shields_a_sub_context_below_it() {
         ]
     );
 }
+
+#[test]
+fn a_zero_timeout_still_lets_a_ready_operation_win() {
+    let (r, trace) = mock::run_traced(|env| {
+        let clock = env.mono_clock();
+        let quick = weft::time::with_timeout(clock, Duration::ZERO, || Ok("quick"));
+        traceln!("quick: {:?}", quick.map_err(|e| e.to_string()));
+        let slow = weft::time::with_timeout(clock, Duration::ZERO, || -> weft::Result<()> {
+            Err(fiber::await_cancel())
+        });
+        traceln!("slow: {}", slow.unwrap_err());
+        Ok(())
+    });
+    r.unwrap();
+    // Virtual time never moves: a zero timeout fires on the next turn.
+    assert_eq!(
+        trace,
+        ["quick: Ok(\"quick\")", "slow: timeout, timed out after 0ns"]
+    );
+}

@@ -875,3 +875,62 @@ fn switch_value_and_fiber_count() {
     });
     assert_eq!(r.unwrap(), "body value");
 }
+
+#[test]
+fn a_panic_in_the_body_cancels_the_fibers_first() {
+    let (r, trace) = mock::run_traced(|env| {
+        let clock = env.mono_clock();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            Switch::run::<(), _>(|sw| {
+                sw.fork(move || {
+                    let e = fiber::await_cancel();
+                    traceln!("fiber: {e}");
+                    cancel::protect(|| clock.sleep(Duration::from_secs(1)))?;
+                    traceln!("fiber clean-up done");
+                    Err(e)
+                });
+                panic!("body exploded");
+            })
+        }));
+        traceln!("caught: {}", panic_message(&*caught.unwrap_err()));
+        Ok(())
+    });
+    r.unwrap();
+    assert_eq!(
+        trace,
+        [
+            "fiber: cancelled: panic, panicked: body exploded",
+            "mock time is now 1",
+            "fiber clean-up done",
+            "caught: body exploded",
+        ]
+    );
+}
+
+#[test]
+fn every_release_hook_runs_even_if_one_panics() {
+    let (r, trace) = mock::run_traced(|_env| {
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            Switch::run(|sw| {
+                sw.on_release(|| {
+                    release("1");
+                    panic!("failure 1");
+                })?;
+                sw.on_release(|| release("2"))?;
+                sw.on_release(|| {
+                    release("3");
+                    panic!("failure 3");
+                })?;
+                Ok(())
+            })
+        }));
+        // The first panic (of the last-registered hook) is the one re-raised.
+        traceln!("caught: {}", panic_message(&*caught.unwrap_err()));
+        Ok(())
+    });
+    r.unwrap();
+    assert_eq!(
+        trace,
+        ["release 3", "release 2", "release 1", "caught: failure 3"]
+    );
+}
