@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, SystemTime};
 
-mod action;
-mod flow;
-mod handler;
+pub mod action;
+pub mod flow;
+pub mod handler;
 
 pub use action::Action;
 pub use flow::{CopyMethod, Flow};

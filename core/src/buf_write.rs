@@ -33,8 +33,8 @@
 //! );
 //! ```
 //!
-//! Large payloads need not be copied: [`schedule_bytes`]
-//! (BufWriter::schedule_bytes) queues a [`Bytes`] as it is, and the flow
+//! Large payloads need not be copied:
+//! [`schedule_bytes`](BufWriter::schedule_bytes) queues a [`Bytes`] as it is, and the flow
 //! receives that very memory as one of the buffers of a vectored write.
 //!
 //! # Errors

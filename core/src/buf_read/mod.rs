@@ -217,8 +217,8 @@ impl<S> BufReader<S> {
         self.consumed += n as u64;
     }
 
-    /// Whether the flow has reported end of stream. If so, [`peek`]
-    /// (BufReader::peek) holds everything that is left. `false` does not
+    /// Whether the flow has reported end of stream. If so,
+    /// [`peek`](BufReader::peek) holds everything that is left. `false` does not
     /// mean more data is coming: use
     /// [`at_end_of_input`](BufReader::at_end_of_input) to find out.
     pub fn eof_seen(&self) -> bool {
