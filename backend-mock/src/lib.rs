@@ -33,10 +33,12 @@ use std::time::{Duration, SystemTime};
 pub mod action;
 pub mod flow;
 pub mod handler;
+pub mod net;
 
 pub use action::Action;
 pub use flow::{CopyMethod, Flow};
 pub use handler::Handler;
+pub use net::{MemNet, OpenResources};
 
 use weft_core::backend::{Driver, Park, Parked, Unpark};
 use weft_core::{Env, Result, RunConfig};
@@ -56,6 +58,7 @@ pub struct Config {
     run: RunConfig,
     external_wait: Option<Duration>,
     seed: u64,
+    net: Option<MemNet>,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Config {
             run: RunConfig::default(),
             external_wait: None,
             seed: 0,
+            net: None,
         }
     }
 
@@ -88,6 +92,14 @@ impl Config {
     /// gives the same bytes.
     pub fn seed(mut self, seed: u64) -> Config {
         self.seed = seed;
+        self
+    }
+
+    /// Runs on `net` instead of a fresh in-memory network, so a test can
+    /// inspect it afterwards ([`MemNet::open_resources`]) or prepare it
+    /// ([`MemNet::add_host`]).
+    pub fn net(mut self, net: MemNet) -> Config {
+        self.net = Some(net);
         self
     }
 
@@ -129,7 +141,9 @@ impl Config {
             unparker: Arc::new(ThreadUnpark(std::thread::current())),
             external_wait: self.external_wait,
         };
+        let net = self.net.clone().unwrap_or_default();
         let env = Env::for_backend("mock")
+            .with_net(weft_core::net::Net::new(Arc::new(net)))
             .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(
                 weft_core::random::SeededRandom::new(self.seed),
             )))
