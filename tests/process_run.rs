@@ -224,9 +224,7 @@ fn stdio_null_and_sinks(#[case] backend: Backend) {
         assert_eq!(proc_mgr.output_string(cmd)?, "out\n");
 
         let (out, err) = (flow::buffer_sink(), flow::buffer_sink());
-        let cmd = argv(&["sh", "-c", both])
-            .stdout_to(&out)
-            .stderr_to(&err);
+        let cmd = argv(&["sh", "-c", both]).stdout_to(&out).stderr_to(&err);
         proc_mgr.run_with(cmd)?;
         assert_eq!(out.contents_string(), "out\n");
         assert_eq!(err.contents_string(), "err\n");
@@ -312,7 +310,10 @@ fn a_missing_program_fails_to_spawn(#[case] backend: Backend) {
             err.contexts().collect::<Vec<_>>(),
             ["spawning command: weft-no-such-program --flag"]
         );
-        assert!(err.raw_os_error().is_some(), "the OS error is kept: {err:?}");
+        assert!(
+            err.raw_os_error().is_some(),
+            "the OS error is kept: {err:?}"
+        );
 
         let err = proc_mgr.run(&["weft-no-such-program"]).unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Process(ProcessError::SpawnFailed));

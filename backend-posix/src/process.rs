@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use weft_core::flow::{Sink, Source};
 use weft_core::process::{
-    ChildImpl, Command, ExitStatus, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned,
-    Stdio, SIGKILL,
+    ChildImpl, Command, ExitStatus, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned, Stdio,
+    SIGKILL,
 };
 use weft_core::time::MonoClock;
 use weft_core::{Error, ErrorKind, ProcessError, Result};
@@ -72,7 +72,9 @@ impl ProcessBackend for PosixProcessMgr {
             c.current_dir(dir);
         }
         let [i, o, e] = cmd.stdio_kinds();
-        c.stdin(std_stdio(i)).stdout(std_stdio(o)).stderr(std_stdio(e));
+        c.stdin(std_stdio(i))
+            .stdout(std_stdio(o))
+            .stderr(std_stdio(e));
         let mut std_child = c
             .spawn()
             .map_err(|e| Error::with_source(ErrorKind::Process(ProcessError::SpawnFailed), e))?;
@@ -232,8 +234,7 @@ impl Drop for PosixChild {
         // A fiber waits without blocking the thread; a panic unwinding (or a
         // fiber being torn down) must not suspend, and outside the scheduler
         // we cannot: then block, briefly, since the child has been killed.
-        if !std::thread::panicking()
-            && weft_core::cancel::protect(|| self.wait_in_fiber()).is_ok()
+        if !std::thread::panicking() && weft_core::cancel::protect(|| self.wait_in_fiber()).is_ok()
         {
             return;
         }
@@ -337,5 +338,45 @@ impl PipeReaderImpl for Pipe {
 impl PipeWriterImpl for Pipe {
     fn close(self: Box<Self>) -> Result<()> {
         Pipe::close(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use weft_core::process::{Command, ExitStatus, ProcessMgr, Stdio};
+    use weft_core::RunConfig;
+
+    use super::PosixProcessMgr;
+
+    /// Without pidfds (old kernels, seccomp), waiting polls on the clock.
+    #[test]
+    fn waiting_without_pidfd_polls() {
+        crate::run(&RunConfig::default(), |_env| {
+            let mgr = ProcessMgr::new(Arc::new(PosixProcessMgr { use_pidfd: false }));
+            let child = mgr.spawn(&Command::new("sh").args(["-c", "sleep 0.05; exit 7"]))?;
+            assert_eq!(child.wait()?, ExitStatus::Exited(7));
+
+            let out = mgr.output_string(Command::new("echo").arg("polled"))?;
+            assert_eq!(out, "polled\n");
+
+            let sleeper = Command::new("sleep").arg("100").stdout(Stdio::Null);
+            let child = mgr.spawn(&sleeper)?;
+            child.kill()?;
+            assert_eq!(child.wait()?, ExitStatus::Signaled(9));
+
+            // Dropping a running child kills and reaps it here too.
+            let child = mgr.spawn(&sleeper)?;
+            let pid = libc::pid_t::try_from(child.pid()).unwrap();
+            drop(child);
+            // SAFETY: signal 0 only checks whether the process exists.
+            let r = unsafe { libc::kill(pid, 0) };
+            assert_eq!(r, -1);
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!(errno, Some(libc::ESRCH));
+            Ok(())
+        })
+        .unwrap();
     }
 }

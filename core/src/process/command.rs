@@ -89,7 +89,13 @@ pub struct Command<'a> {
 
 impl fmt::Debug for Command<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let flow = |k: Stdio, is_flow: bool| if is_flow { "Flow".into() } else { format!("{k:?}") };
+        let flow = |k: Stdio, is_flow: bool| {
+            if is_flow {
+                "Flow".into()
+            } else {
+                format!("{k:?}")
+            }
+        };
         f.debug_struct("Command")
             .field("program", &self.program)
             .field("args", &self.args)
@@ -249,9 +255,7 @@ impl<'a> Command<'a> {
     /// The environment changes in the order they were made: `Some(value)`
     /// sets a variable, `None` removes it.
     pub fn get_envs(&self) -> impl ExactSizeIterator<Item = (&OsStr, Option<&OsStr>)> + '_ {
-        self.env
-            .iter()
-            .map(|(k, v)| (k.as_os_str(), v.as_deref()))
+        self.env.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
     }
 
     /// Whether the child starts from an empty environment.
@@ -290,10 +294,7 @@ impl<'a> Command<'a> {
     /// ```
     pub fn command_line(&self) -> String {
         let mut out = String::new();
-        for (i, a) in std::iter::once(&self.program)
-            .chain(&self.args)
-            .enumerate()
-        {
+        for (i, a) in std::iter::once(&self.program).chain(&self.args).enumerate() {
             if i > 0 {
                 out.push(' ');
             }
@@ -319,10 +320,7 @@ mod tests {
     #[test]
     fn quoting_follows_eio() {
         let cmd = Command::from_argv(["echo", "a'b", "tab\there", "ü", "x=1,y"]).unwrap();
-        assert_eq!(
-            cmd.command_line(),
-            r#"echo "a'b" "tab\there" "ü" x=1,y"#
-        );
+        assert_eq!(cmd.command_line(), r#"echo "a'b" "tab\there" "ü" x=1,y"#);
     }
 
     #[test]
