@@ -1,5 +1,9 @@
-//! Conformance: stream sockets (TCP and Unix). Runs on every backend that
-//! has a network; the mock's in-memory network is still to come.
+//! Conformance: stream sockets (TCP and Unix), on every backend that has a
+//! network: POSIX sockets and the mock's in-memory network.
+//!
+//! Resource checks depend on the backend: under POSIX the process's open
+//! fds are counted (`/proc/self/fd`); under the mock the in-memory network
+//! must have nothing open after the run ([`weft_mock::MemNet::open_resources`]).
 
 use std::io::{BufRead, BufReader, Write};
 
@@ -22,12 +26,32 @@ fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
+/// Runs `main` on `backend` and checks that it leaked nothing: no fd under
+/// POSIX, nothing left open on the mock's in-memory network.
+fn run_leak_checked<T>(backend: Backend, main: impl FnOnce(&weft::Env) -> weft::Result<T>) -> T {
+    match backend {
+        Backend::Mock => {
+            let net = weft_mock::MemNet::new();
+            let r = weft::mock::Config::new().net(net.clone()).run(main).unwrap();
+            let open = net.open_resources();
+            assert!(open.is_empty(), "left open on the mock network: {open:?}");
+            r
+        }
+        _ => {
+            let before = open_fds();
+            let r = weft::run_with(backend, main).unwrap();
+            assert_eq!(open_fds(), before, "no fd leaked");
+            r
+        }
+    }
+}
+
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn tcp_echo_round_trip(#[case] backend: Backend) {
     let _serial = serial();
-    let before = open_fds();
-    weft::run_with(backend, |env| {
+    run_leak_checked(backend, |env| {
         let net = env.net();
         let listener = net.listen(&"127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
@@ -59,13 +83,12 @@ fn tcp_echo_round_trip(#[case] backend: Backend) {
             );
             Ok(())
         })
-    })
-    .unwrap();
-    assert_eq!(open_fds(), before, "no fd leaked");
+    });
 }
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn sync_crates_use_streams_through_std_io(#[case] backend: Backend) {
     let _serial = serial();
     weft::run_with(backend, |env| {
@@ -101,9 +124,10 @@ fn sync_crates_use_streams_through_std_io(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn unix_socket_round_trip(#[case] backend: Backend) {
     let _serial = serial();
-    let dir = std::env::temp_dir().join(format!("weft-unix-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("weft-unix-{}-{backend:?}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("sock");
     let _ = std::fs::remove_file(&path);
@@ -130,6 +154,7 @@ fn unix_socket_round_trip(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn connection_refused_names_the_address(#[case] backend: Backend) {
     let _serial = serial();
     weft::run_with(backend, |env| {
@@ -187,10 +212,10 @@ fn malformed_addresses_are_clear_errors() {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn a_cancelled_accept_returns_and_closes_nothing_it_should_not(#[case] backend: Backend) {
     let _serial = serial();
-    let before = open_fds();
-    weft::run_with(backend, |env| {
+    run_leak_checked(backend, |env| {
         let net = env.net();
         let clock = env.mono_clock();
         let listener = net.listen(&"127.0.0.1:0".parse()?)?;
@@ -205,13 +230,12 @@ fn a_cancelled_accept_returns_and_closes_nothing_it_should_not(#[case] backend: 
             || listener.accept().map(|_| ()),
             || net.connect(&addr).map(|_| ()),
         )
-    })
-    .unwrap();
-    assert_eq!(open_fds(), before, "no fd leaked");
+    });
 }
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn getaddrinfo_resolves_localhost(#[case] backend: Backend) {
     let _serial = serial();
     weft::run_with(backend, |env| {
@@ -238,6 +262,7 @@ fn getaddrinfo_resolves_localhost(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn run_server_bounds_concurrency_and_serves_everyone(#[case] backend: Backend) {
     let _serial = serial();
     use std::cell::Cell;
@@ -277,6 +302,9 @@ fn run_server_bounds_concurrency_and_serves_everyone(#[case] backend: Backend) {
 }
 
 #[rstest]
+// POSIX only: it lowers RLIMIT_NOFILE so that accept(2) fails with EMFILE,
+// and connects with std's real sockets; the mock has neither fds nor a
+// kernel backlog to pre-fill.
 #[case::posix(Backend::Posix)]
 fn run_server_survives_running_out_of_fds(#[case] backend: Backend) {
     let _serial = serial();
@@ -354,4 +382,149 @@ fn run_server_survives_running_out_of_fds(#[case] backend: Backend) {
         Ok(())
     })
     .unwrap();
+}
+
+/// A listener on 127.0.0.1 and one connection to it, both ends accepted.
+fn connected_pair(
+    net: &weft::net::Net,
+) -> weft::Result<(weft::net::Listener, weft::net::Stream, weft::net::Stream)> {
+    let listener = net.listen(&"127.0.0.1:0".parse()?)?;
+    let client = net.connect(&listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    Ok((listener, client, server))
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn addresses_of_both_ends_agree(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (listener, client, server) = connected_pair(&env.net())?;
+        let addr = listener.local_addr()?;
+        assert_eq!(client.peer_addr()?, addr);
+        assert_eq!(server.local_addr()?, addr);
+        assert_eq!(server.peer_addr()?, client.local_addr()?);
+        match client.local_addr()? {
+            Addr::Ip(a) => assert!(a.ip().is_loopback() && a.port() != 0, "{a}"),
+            other => panic!("{other}"),
+        }
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn shutdown_write_delivers_buffered_bytes_then_end_of_stream(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (_listener, client, server) = connected_pair(&env.net())?;
+        client.write_all(b"request")?;
+        client.shutdown(ShutdownKind::Write)?;
+        assert_eq!(server.read_all()?, "request", "bytes, then end of stream");
+        assert_eq!(server.read(&mut [0u8; 4])?, 0, "end of stream again");
+        // The other direction still works.
+        server.write_all(b"response")?;
+        drop(server);
+        assert_eq!(client.read_all()?, "response");
+        let err = client.write(b"more").unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Net(NetError::BrokenPipe), "{err}");
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn shutdown_read_ends_reads(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (x, _y) = env.net().socketpair()?;
+        x.shutdown(ShutdownKind::Read)?;
+        assert_eq!(x.read(&mut [0u8; 4])?, 0);
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn a_closed_peer_means_end_of_stream_and_broken_pipe(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (x, y) = env.net().socketpair()?;
+        y.write_all(b"last words")?;
+        y.close()?;
+        assert_eq!(x.read_all()?, "last words");
+        let err = x.write_all(b"anyone there?").unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Net(NetError::BrokenPipe), "{err}");
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn a_cancelled_read_loses_no_bytes(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let clock = env.mono_clock();
+        let (x, y) = env.net().socketpair()?;
+        let mut buf = [0u8; 16];
+        let err = weft::time::with_timeout(clock, std::time::Duration::from_millis(10), || {
+            x.read(&mut buf)
+        })
+        .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        y.write_all(b"after")?;
+        let n = x.read(&mut buf)?;
+        assert_eq!(&buf[..n], b"after");
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn a_megabyte_crosses_with_backpressure(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (_listener, client, server) = connected_pair(&env.net())?;
+        let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let got = weft::fiber::pair(
+            || {
+                client.write_all(&data)?;
+                client.shutdown(ShutdownKind::Write)
+            },
+            || {
+                let mut v = Vec::new();
+                server.read_to_end(&mut v)?;
+                Ok(v)
+            },
+        )?
+        .1;
+        assert!(got == data, "the megabyte arrived intact");
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn write_vectored_sends_the_buffers_in_order(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (x, y) = env.net().socketpair()?;
+        let bufs = [
+            std::io::IoSlice::new(b"head "),
+            std::io::IoSlice::new(b""),
+            std::io::IoSlice::new(b"body"),
+        ];
+        assert_eq!(x.write_vectored(&bufs)?, 9);
+        let mut got = [0u8; 9];
+        y.read_exact(&mut got)?;
+        assert_eq!(&got, b"head body");
+        Ok(())
+    });
 }
