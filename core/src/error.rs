@@ -902,7 +902,7 @@ mod tests {
             (K::AddrInUse, Net(NetError::AddrInUse)),
             (K::TimedOut, Net(NetError::TimedOut)),
             (K::InvalidInput, InvalidInput),
-            (K::UnexpectedEof, Closed),
+            (K::UnexpectedEof, EndOfFile),
             (K::Interrupted, Io),
             (K::Other, Io),
         ];
@@ -939,7 +939,7 @@ mod tests {
         use io::ErrorKind as K;
         let cases = [
             (Error::new(Timeout), K::TimedOut),
-            (Error::new(Closed), K::UnexpectedEof),
+            (Error::new(EndOfFile), K::UnexpectedEof),
             (Error::cancelled(Error::new(Timeout)), K::Other),
             (Error::from(FsError::ReadOnly), K::ReadOnlyFilesystem),
             (Error::from(NetError::InvalidAddress), K::InvalidInput),

@@ -174,7 +174,7 @@ where
     let winner: RefCell<Option<T>> = RefCell::new(None);
     let mut count = 0usize;
     cancel::sub(|scope| {
-        Switch::run(|sw| {
+        Switch::run_racing(|sw| {
             for f in fns {
                 count += 1;
                 let winner = &winner;

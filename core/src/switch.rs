@@ -112,6 +112,10 @@ struct State {
     panic: RefCell<Option<Box<dyn Any + Send>>>,
     joiner: RefCell<Option<Resumer<()>>>,
     stopping_daemons: Cell<bool>,
+    /// The first `Cancelled` a fiber returned because the switch was
+    /// cancelled from outside: `run` reports it (as Eio does) unless there
+    /// is a real failure to report instead.
+    echo: RefCell<Option<Error>>,
     finished: Cell<bool>,
     hooks: RefCell<Vec<ReleaseHook>>,
 }
@@ -149,7 +153,7 @@ impl<'env> Switch<'_, 'env> {
     where
         F: for<'sw> FnOnce(&'sw Switch<'sw, 'env>) -> Result<T>,
     {
-        Self::run_inner(None, f)
+        Self::run_inner(None, true, f)
     }
 
     /// Like [`Switch::run`], with a name that appears in diagnostics.
@@ -157,10 +161,20 @@ impl<'env> Switch<'_, 'env> {
     where
         F: for<'sw> FnOnce(&'sw Switch<'sw, 'env>) -> Result<T>,
     {
-        Self::run_inner(Some(name.into()), f)
+        Self::run_inner(Some(name.into()), true, f)
     }
 
-    fn run_inner<T, F>(name: Option<Cow<'static, str>>, f: F) -> Result<T>
+    /// Like [`Switch::run`], but fibers cut short by a cancellation from
+    /// outside do not make it fail: for racing combinators, whose losers
+    /// are cancelled on purpose.
+    pub(crate) fn run_racing<T, F>(f: F) -> Result<T>
+    where
+        F: for<'sw> FnOnce(&'sw Switch<'sw, 'env>) -> Result<T>,
+    {
+        Self::run_inner(None, false, f)
+    }
+
+    fn run_inner<T, F>(name: Option<Cow<'static, str>>, report_echo: bool, f: F) -> Result<T>
     where
         F: for<'sw> FnOnce(&'sw Switch<'sw, 'env>) -> Result<T>,
     {
@@ -180,6 +194,7 @@ impl<'env> Switch<'_, 'env> {
                 panic: RefCell::new(None),
                 joiner: RefCell::new(None),
                 stopping_daemons: Cell::new(false),
+                echo: RefCell::new(None),
                 finished: Cell::new(false),
                 hooks: RefCell::new(Vec::new()),
             },
@@ -219,10 +234,14 @@ impl<'env> Switch<'_, 'env> {
                 None => e,
             });
         }
-        match (value, body_err) {
-            (Some(v), _) => Ok(v),
-            (None, Some(e)) => Err(e),
-            (None, None) => unreachable!("no value and no error"),
+        let echo = sw.state.echo.borrow_mut().take().filter(|_| report_echo);
+        match (value, body_err, echo) {
+            // A fiber was cut short by a cancellation from outside: the
+            // switch's work is not complete, whatever the body returned.
+            (_, _, Some(echo)) => Err(echo),
+            (Some(v), _, None) => Ok(v),
+            (None, Some(e), None) => Err(e),
+            (None, None, None) => unreachable!("no value and no error"),
         }
     }
 }
@@ -424,6 +443,12 @@ impl State {
     /// cancellation, and is dropped.
     fn record(&self, e: Error) {
         if e.is_cancelled() && self.ctx.is_cancelled() {
+            // The echo of a cancellation: of our own failure (reported as
+            // that failure), of stopping the daemons (silent by design), or
+            // of a cancellation from outside (reported by `run`).
+            if self.errors.borrow().is_empty() && !self.stopping_daemons.get() {
+                self.echo.borrow_mut().get_or_insert(e);
+            }
             return;
         }
         self.errors.borrow_mut().push(e.clone());
