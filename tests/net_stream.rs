@@ -32,7 +32,10 @@ fn run_leak_checked<T>(backend: Backend, main: impl FnOnce(&weft::Env) -> weft::
     match backend {
         Backend::Mock => {
             let net = weft_mock::MemNet::new();
-            let r = weft::mock::Config::new().net(net.clone()).run(main).unwrap();
+            let r = weft::mock::Config::new()
+                .net(net.clone())
+                .run(main)
+                .unwrap();
             let open = net.open_resources();
             assert!(open.is_empty(), "left open on the mock network: {open:?}");
             r

@@ -22,8 +22,7 @@ use weft_core::net::{Addr, DatagramImpl};
 use weft_core::{Error, ErrorKind, NetError, Result};
 
 use super::table::{
-    net_err, overlaps, same_family, source_for, DgramEntry, Proto, Table, TableKey,
-    DGRAM_QUEUE_LEN,
+    net_err, overlaps, same_family, source_for, DgramEntry, Proto, Table, TableKey, DGRAM_QUEUE_LEN,
 };
 use super::wait::{lock, wait_until, Poll, Waiters};
 

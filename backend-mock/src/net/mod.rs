@@ -279,6 +279,8 @@ fn resolve_host(t: &Table, host: &str) -> Result<Vec<IpAddr>> {
     }
     Err(net_err(
         NetError::ResolveFailed,
-        format!("unknown host {host:?} (the mock network knows localhost and MemNet::add_host names)"),
+        format!(
+            "unknown host {host:?} (the mock network knows localhost and MemNet::add_host names)"
+        ),
     ))
 }

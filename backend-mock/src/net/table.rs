@@ -74,7 +74,11 @@ impl Ports {
         let span = u32::from(u16::MAX - EPHEMERAL_FIRST) + 1;
         for _ in 0..span {
             let p = self.next;
-            self.next = if p == u16::MAX { EPHEMERAL_FIRST } else { p + 1 };
+            self.next = if p == u16::MAX {
+                EPHEMERAL_FIRST
+            } else {
+                p + 1
+            };
             if !self.in_use.contains_key(&(proto, p)) {
                 self.take(proto, p);
                 return Ok(p);
