@@ -370,3 +370,30 @@ fn stress_cross_thread_resolve_racing_cancellation() {
     .unwrap();
     assert_eq!(outcomes.0 + outcomes.1, ROUNDS);
 }
+
+#[test]
+fn plain_threads_block_on_weft_primitives() {
+    use weft::sync::{Promise, Stream};
+    // A plain thread (no runtime) waits on a promise a fiber resolves, and
+    // adds to a full stream until a fiber takes: it blocks, losing nothing.
+    let (p, r) = Promise::<u32>::new();
+    let s: Stream<u32> = Stream::new(1);
+    let (p2, s2) = (p.clone(), s.clone());
+    let t = std::thread::spawn(move || {
+        let v = *p2.wait().unwrap();
+        for i in 0..100 {
+            s2.add(v + i).unwrap();
+        }
+    });
+    weft::mock::Config::new()
+        .external_wait(std::time::Duration::from_secs(20))
+        .run(|_env| {
+            r.resolve(1000).unwrap();
+            for i in 0..100 {
+                assert_eq!(s.take()?, 1000 + i);
+            }
+            Ok(())
+        })
+        .unwrap();
+    t.join().unwrap();
+}

@@ -137,7 +137,19 @@ pub(crate) struct WakeSlot {
     /// The fiber this slot wakes (`FiberKey` as FFI bits). Set before any
     /// resumer for it exists; reset when a pooled slot moves to a new fiber.
     fiber: AtomicU64,
-    pub(crate) shared: Arc<Shared>,
+    target: WakeTarget,
+}
+
+/// Who a wake slot wakes.
+enum WakeTarget {
+    /// A fiber of the scheduler that owns `Shared`.
+    Fiber(Arc<Shared>),
+    /// A plain OS thread blocked in a weft wait outside any runtime; `ready`
+    /// is set once the result has been written.
+    Thread {
+        thread: std::thread::Thread,
+        ready: std::sync::atomic::AtomicBool,
+    },
 }
 
 impl WakeSlot {
@@ -146,7 +158,19 @@ impl WakeSlot {
             state: AtomicU64::new(IDLE),
             next: AtomicPtr::new(ptr::null_mut()),
             fiber: AtomicU64::new(slotmap::Key::data(&fiber).as_ffi()),
-            shared,
+            target: WakeTarget::Fiber(shared),
+        }
+    }
+
+    fn for_thread() -> Self {
+        WakeSlot {
+            state: AtomicU64::new(IDLE),
+            next: AtomicPtr::new(ptr::null_mut()),
+            fiber: AtomicU64::new(0),
+            target: WakeTarget::Thread {
+                thread: std::thread::current(),
+                ready: std::sync::atomic::AtomicBool::new(false),
+            },
         }
     }
 
@@ -382,10 +406,21 @@ impl<T> Resumer<T> {
     }
 
     fn enqueue(&self, deferred: bool) {
-        if !deferred && sched::is_current_shared(&self.slot.shared) {
-            sched::wake_local(self.slot.fiber());
-        } else {
-            self.slot.shared.push_remote(&self.slot);
+        match &self.slot.target {
+            WakeTarget::Fiber(shared) => {
+                if !deferred && sched::is_current_shared(shared) {
+                    sched::wake_local(self.slot.fiber());
+                } else {
+                    shared.push_remote(&self.slot);
+                }
+            }
+            WakeTarget::Thread { thread, ready } => {
+                // Clone first: once `ready` is set the waiter may return and
+                // drop its references (ours keeps the slot alive anyway).
+                let t = thread.clone();
+                ready.store(true, Ordering::Release);
+                t.unpark();
+            }
         }
     }
 
@@ -437,7 +472,9 @@ unsafe fn call_hook<T, H: FnOnce(&Resumer<T>, &Error)>(data: *mut (), reason: &E
 /// ends with `Err(Cancelled)` (unless a resume wins the race first).
 ///
 /// Returns `Err(Cancelled)` at once, without calling `register`, if the
-/// context is already cancelled. `what` names the wait in deadlock reports
+/// context is already cancelled. Called outside any runtime (on a plain
+/// thread), it blocks that thread until the resumer is used — so weft's
+/// promises, streams and locks also work from ordinary threads. `what` names the wait in deadlock reports
 /// ("promise", "stream take", …).
 pub fn suspend<T>(what: &'static str, register: impl FnOnce(Resumer<T>)) -> Result<T> {
     suspend_with_cancel(what, register, |r: &Resumer<T>, reason: &Error| {
@@ -457,7 +494,10 @@ pub fn suspend_with_cancel<T, H>(
 where
     H: FnOnce(&Resumer<T>, &Error),
 {
-    let sched = sched::current()?;
+    let sched = match sched::current() {
+        Ok(s) => s,
+        Err(_) => return block_thread(register),
+    };
     sched.check_cancelled()?;
     let cell: ResumeCell<T> = UnsafeCell::new(None);
     let slot = sched.current_wake_slot();
@@ -483,6 +523,32 @@ where
     match unsafe { (*cell.get()).take() } {
         Some(r) => r,
         None => unreachable!("fiber resumed without a result"),
+    }
+}
+
+/// Outside any runtime (a plain thread): blocks the OS thread until the
+/// resumer is used. There is no cancellation context, so only the resumer
+/// ends the wait.
+fn block_thread<T>(register: impl FnOnce(Resumer<T>)) -> Result<T> {
+    let cell: ResumeCell<T> = UnsafeCell::new(None);
+    let slot = Arc::new(WakeSlot::for_thread());
+    let epoch = slot.begin_wait();
+    register(Resumer {
+        slot: slot.clone(),
+        epoch,
+        out: NonNull::from(&cell),
+    });
+    let WakeTarget::Thread { ready, .. } = &slot.target else {
+        unreachable!("a thread slot")
+    };
+    while !ready.load(Ordering::Acquire) {
+        std::thread::park();
+    }
+    // SAFETY: `ready` (Acquire) is set by the claim winner after it wrote
+    // the cell (Release), and nobody writes it again for this epoch.
+    match unsafe { (*cell.get()).take() } {
+        Some(r) => r,
+        None => unreachable!("thread woken without a result"),
     }
 }
 
