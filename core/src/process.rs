@@ -232,10 +232,18 @@ pub trait ProcessBackend: Send + Sync + 'static {
 }
 
 /// The capability to start child processes.
+///
+/// It is `Send` and `Sync`: hand it to another domain, and children spawned
+/// there belong to that domain.
 #[derive(Clone)]
 pub struct ProcessMgr {
     backend: Arc<dyn ProcessBackend>,
 }
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ProcessMgr>();
+};
 
 impl fmt::Debug for ProcessMgr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

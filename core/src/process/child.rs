@@ -18,6 +18,14 @@ use crate::flow::{Sink, Source};
 ///
 /// The methods take `&self`: one fiber may wait for the child while another
 /// signals it or reads its output.
+///
+/// A `Child` belongs to the thread (domain) that spawned it, whose event
+/// loop watches it; it is not `Send`:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<weft::process::Child>();
+/// ```
 pub struct Child {
     // Field order is drop order: the parent's pipe ends close before the
     // child is killed and reaped.
