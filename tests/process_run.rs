@@ -366,9 +366,9 @@ fn spawn_in_pumps_flows_in_the_callers_switch(#[case] backend: Backend) {
 fn children_can_be_spawned_in_another_domain(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
-        let out = env.domain_mgr().run(move || {
-            proc_mgr.output_string(argv(&["echo", "Hello from another domain"]))
-        })?;
+        let out = env
+            .domain_mgr()
+            .run(move || proc_mgr.output_string(argv(&["echo", "Hello from another domain"])))?;
         assert_eq!(out, "Hello from another domain\n");
         Ok(())
     })
