@@ -14,6 +14,29 @@
 //! the buffer (the rest of that datagram is discarded), and its sender: the
 //! sending socket's address, with an unspecified IP replaced by the IP the
 //! datagram was sent to. A cancelled `recv_from` takes no datagram.
+//!
+//! ```
+//! use weft::net::Addr;
+//! use weft::{ErrorKind, NetError};
+//!
+//! weft::mock::run(|env| {
+//!     let net = env.net();
+//!     let server = net.bind_datagram(&"127.0.0.1:53".parse()?)?;
+//!     let client = net.bind_datagram(&"0.0.0.0:0".parse()?)?;
+//!     client.send_to(b"query", &"127.0.0.1:53".parse()?)?;
+//!     client.send_to(b"lost", &"127.0.0.1:54".parse()?)?; // nobody: no error
+//!     let mut buf = [0u8; 512];
+//!     let (n, from) = server.recv_from(&mut buf)?;
+//!     assert_eq!(&buf[..n], b"query");
+//!     assert_eq!(from, "127.0.0.1:49152".parse()?);
+//!
+//!     let unix = net.bind_datagram(&Addr::Unix("/tmp/me".into()))?;
+//!     let err = unix.send_to(b"hi", &Addr::Unix("/tmp/nobody".into())).unwrap_err();
+//!     assert_eq!(err.kind(), &ErrorKind::Net(NetError::ConnectionRefused));
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

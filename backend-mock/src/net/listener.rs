@@ -11,6 +11,33 @@
 //! Dropping a listener unbinds its address at once (for Unix paths too: no
 //! socket file is left behind) and closes the connections still queued:
 //! their clients read end of stream and get `BrokenPipe` when they write.
+//!
+//! ```
+//! use std::time::Duration;
+//! use weft::net::{Addr, ListenOptions};
+//!
+//! let (result, trace) = weft::mock::run_traced(|env| {
+//!     let net = env.net();
+//!     let opts = ListenOptions { backlog: 1, ..Default::default() };
+//!     let listener = net.listen_with(&Addr::Unix("/run/app.sock".into()), &opts)?;
+//!     let addr = listener.local_addr()?;
+//!     let _first = net.connect(&addr)?; // queued: the backlog is now full
+//!     weft::fiber::both(
+//!         || {
+//!             let _second = net.connect(&addr)?; // waits for room
+//!             weft::traceln!("second connected");
+//!             Ok(())
+//!         },
+//!         || {
+//!             env.clock().sleep(Duration::from_secs(1))?;
+//!             weft::traceln!("accepting");
+//!             listener.accept().map(drop)
+//!         },
+//!     )
+//! });
+//! result.unwrap();
+//! assert_eq!(trace, ["mock time is now 1", "accepting", "second connected"]);
+//! ```
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

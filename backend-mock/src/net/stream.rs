@@ -25,6 +25,25 @@
 //!   with Unix sockets).
 //! * Dropping or closing an end does both: the peer reads end of stream
 //!   after what was buffered, and its writes fail with `Net(BrokenPipe)`.
+//!
+//! ```
+//! use weft::flow::{Shutdown, ShutdownKind, Sink, Source};
+//! use weft::{ErrorKind, NetError};
+//!
+//! weft::mock::run(|env| {
+//!     let (a, b) = env.net().socketpair()?;
+//!     a.write_all(b"request")?;
+//!     a.shutdown(ShutdownKind::Write)?;
+//!     assert_eq!(b.read_all()?, "request", "the bytes, then end of stream");
+//!     b.write_all(b"response")?;
+//!     drop(b);
+//!     assert_eq!(a.read_all()?, "response");
+//!     let err = a.write(b"more").unwrap_err();
+//!     assert_eq!(err.kind(), &ErrorKind::Net(NetError::BrokenPipe));
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
 
 use std::collections::VecDeque;
 use std::io;

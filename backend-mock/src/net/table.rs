@@ -20,6 +20,21 @@
 //!   unspecified IP is the destination's IP.
 //! * Port 0 asks for an ephemeral port: the next one not in use counting up
 //!   from 49152 (wrapping at 65535), separately for TCP and UDP.
+//!
+//! ```
+//! weft::mock::run(|env| {
+//!     let net = env.net();
+//!     let listener = net.listen(&"0.0.0.0:0".parse()?)?;
+//!     assert_eq!(listener.local_addr()?, "0.0.0.0:49152".parse()?);
+//!     let client = net.connect(&"192.0.2.7:49152".parse()?)?;
+//!     assert_eq!(client.local_addr()?, "192.0.2.7:49153".parse()?);
+//!     let (server, peer) = listener.accept()?;
+//!     assert_eq!(server.local_addr()?, "192.0.2.7:49152".parse()?);
+//!     assert_eq!(peer, client.local_addr()?);
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -26,6 +26,26 @@
 //! the lock, and only when it completes, a cancelled operation has no effect:
 //! a cancelled read consumed no bytes, a cancelled write wrote none, a
 //! cancelled accept took no connection.
+//!
+//! ```
+//! use std::time::Duration;
+//! use weft::flow::{Sink, Source};
+//!
+//! weft::mock::run(|env| {
+//!     let (a, b) = env.net().socketpair()?;
+//!     let mut buf = [0u8; 8];
+//!     let err = weft::time::with_timeout(env.mono_clock(), Duration::from_secs(1), || {
+//!         b.read(&mut buf)
+//!     })
+//!     .unwrap_err();
+//!     assert!(err.is_timeout());
+//!     a.write_all(b"kept")?;
+//!     let n = b.read(&mut buf)?;
+//!     assert_eq!(&buf[..n], b"kept");
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
 
 use std::cell::Cell;
 use std::sync::{Mutex, MutexGuard};
