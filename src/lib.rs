@@ -20,9 +20,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use weft_core::{
-    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, net, process, random,
-    stdio, switch, sync, systhread, time, trace, traceln, Env, Error, ErrorKind, FsError, NetError,
-    ProcessError, Result, ResultExt, RunConfig, Switch,
+    backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, fs, net, process,
+    random, stdio, switch, sync, systhread, time, trace, traceln, Env, Error, ErrorKind, FsError,
+    NetError, ProcessError, Result, ResultExt, RunConfig, Switch,
 };
 
 /// A backend weft can run on.
@@ -89,5 +89,7 @@ pub fn run_with<T>(backend: Backend, main: impl FnOnce(&Env) -> Result<T>) -> Re
 /// The deterministic mock backend: virtual time, deadlock detection and
 /// captured traces, for tests.
 pub mod mock {
-    pub use weft_mock::{run, run_traced, Action, Config, CopyMethod, Flow, Handler};
+    pub use weft_mock::{
+        run, run_traced, Action, Config, Conn, CopyMethod, Flow, Handler, ListeningSocket, Net,
+    };
 }

@@ -34,11 +34,13 @@ pub mod action;
 pub mod flow;
 pub mod handler;
 pub mod net;
+pub mod scripted_net;
 
 pub use action::Action;
 pub use flow::{CopyMethod, Flow};
 pub use handler::Handler;
 pub use net::{MemNet, OpenResources};
+pub use scripted_net::{Conn, ListeningSocket, Net};
 
 use weft_core::backend::{Driver, Park, Parked, Unpark};
 use weft_core::{Env, Result, RunConfig};
