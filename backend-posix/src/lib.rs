@@ -25,11 +25,15 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod driver;
+mod fs;
 mod net;
 mod process;
 mod reactor;
 
 pub use reactor::{Interest, Registration};
+
+#[doc(hidden)]
+pub use fs::force_walker as force_fs_walker;
 
 use weft_core::{Env, Result, RunConfig};
 
@@ -37,7 +41,9 @@ use weft_core::{Env, Result, RunConfig};
 pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
     let driver = driver::PosixDriver::new()?;
     let _installed = reactor::install(driver.reactor());
+    let (fs, cwd) = fs::dirs();
     let env = Env::for_backend("posix")
+        .with_fs(fs, cwd)
         .with_secure_random(weft_core::random::SecureRandom::new(std::sync::Arc::new(
             OsRandom,
         )))

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::domain::{DomainBackend, DomainMain, DomainMgr};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fs::Dir;
 use crate::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, Net, NetBackend, StreamImpl};
 use crate::process::{NoProcess, ProcessMgr};
 use crate::random::{RandomBackend, SecureRandom};
@@ -21,6 +22,8 @@ pub struct Env {
     clock: Clock,
     mono_clock: MonoClock,
     net: Net,
+    fs: Dir,
+    cwd: Dir,
     process_mgr: ProcessMgr,
     domain_mgr: DomainMgr,
     random: SecureRandom,
@@ -36,6 +39,8 @@ impl Env {
             clock: Clock::new(),
             mono_clock: MonoClock::new(),
             net: Net::new(Arc::new(NoNet(backend_id))),
+            fs: no_fs("fs", backend_id),
+            cwd: no_fs("cwd", backend_id),
             process_mgr: ProcessMgr::new(Arc::new(NoProcess(backend_id))),
             domain_mgr: DomainMgr::new(Arc::new(NoDomains(backend_id))),
             random: SecureRandom::new(Arc::new(NoRandom(backend_id))),
@@ -54,6 +59,29 @@ impl Env {
     /// The network.
     pub fn net(&self) -> Net {
         self.net.clone()
+    }
+
+    /// Sets the filesystem capabilities: `fs` (the whole filesystem) and
+    /// `cwd` (confined to the working directory). Backends call this when
+    /// they start `main`.
+    #[doc(hidden)]
+    pub fn with_fs(mut self, fs: Dir, cwd: Dir) -> Env {
+        self.fs = fs;
+        self.cwd = cwd;
+        self
+    }
+
+    /// The whole filesystem: absolute paths are allowed, relative ones
+    /// start at the process's working directory. See [`crate::fs`].
+    pub fn fs(&self) -> Dir {
+        self.fs.clone()
+    }
+
+    /// The working directory the program started in, confined: paths
+    /// cannot reach above it with `..`, absolute paths or symlinks. See
+    /// [`crate::fs`].
+    pub fn cwd(&self) -> Dir {
+        self.cwd.clone()
     }
 
     /// Sets the process manager. Backends call this when they start `main`.
@@ -122,6 +150,12 @@ impl Env {
     pub fn backend_id(&self) -> &'static str {
         self.backend_id
     }
+}
+
+/// The filesystem of a backend that has none (yet): every call says so.
+fn no_fs(label: &str, backend_id: &str) -> Dir {
+    let why = format!("the {backend_id} backend provides no filesystem");
+    Dir::unavailable(label, why)
 }
 
 /// The network of a backend that has none (yet): every call says so.

@@ -18,6 +18,7 @@ pub mod env;
 pub mod error;
 pub mod fiber;
 pub mod flow;
+pub mod fs;
 mod local;
 pub mod net;
 pub mod process;

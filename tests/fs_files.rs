@@ -1,0 +1,515 @@
+//! Conformance: files and directories — create modes, `File` IO
+//! (pread/pwrite, seek, stat, truncate, sync), `read_dir`, `mkdirs`,
+//! `rmtree`, `rename`, `stat`/`lstat`, symlinks, and error contexts.
+
+#[path = "fs_support/mod.rs"]
+mod support;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::time::{Duration, SystemTime};
+
+use rstest::rstest;
+use support::{assert_err, assert_fs_err, with_scratch, Resolve};
+use weft::flow::{Sink, Source};
+use weft::fs::{Create, FileKind, OpenOut};
+use weft::{fiber, Backend, ErrorKind, FsError};
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn create_modes(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-create",
+        |_env, root, scratch| {
+            let l = scratch.label();
+            let f = root / "test-file";
+            assert_fs_err(
+                f.save("1st-write-original", Create::Never),
+                FsError::NotFound,
+                &format!("opening <{l}:test-file>"),
+            );
+            assert!(!scratch.join("test-file").exists());
+
+            f.save("1st-write-original", Create::IfMissing(0o666))?;
+            f.save("2nd-write", Create::IfMissing(0o666))?;
+            assert_eq!(
+                f.load_string()?,
+                "2nd-write-original",
+                "IfMissing keeps the rest"
+            );
+
+            f.save("1st-write-original", Create::OrTruncate(0o666))?;
+            f.save("2nd-write", Create::OrTruncate(0o666))?;
+            assert_eq!(f.load_string()?, "2nd-write", "OrTruncate truncates");
+
+            assert_fs_err(
+                f.save("again", Create::Exclusive(0o666)),
+                FsError::AlreadyExists,
+                &format!("opening <{l}:test-file>"),
+            );
+            assert_eq!(
+                f.load_string()?,
+                "2nd-write",
+                "a failed Exclusive changes nothing"
+            );
+
+            f.save("overwritten", Create::Never)?;
+            assert_eq!(f.load_string()?, "overwritten");
+            f.save_with("+appended", OpenOut::append(Create::Never))?;
+            assert_eq!(f.load_string()?, "overwritten+appended");
+            (root / "log").save_with("a", OpenOut::append(Create::IfMissing(0o600)))?;
+            (root / "log").save_with("b", OpenOut::append(Create::IfMissing(0o600)))?;
+            assert_eq!((root / "log").load_string()?, "ab");
+
+            (root / "private").save("p", Create::Exclusive(0o600))?;
+            assert_eq!((root / "private").stat()?.perm & 0o777, 0o600);
+            let mode = std::fs::metadata(scratch.join("private"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            assert_fs_err(
+                (root / "missing-dir/file").save("x", Create::IfMissing(0o600)),
+                FsError::NotFound,
+                "opening",
+            );
+            assert_fs_err(
+                (root / "nope").load(),
+                FsError::NotFound,
+                &format!("opening <{l}:nope>"),
+            );
+            let bad_utf8 = root / "bin";
+            bad_utf8.save([0xff, 0xfe], Create::Exclusive(0o600))?;
+            assert_err(bad_utf8.load_string(), ErrorKind::InvalidInput, "reading");
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn file_positioned_io_seek_truncate_sync(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-io",
+        |_env, root, _scratch| {
+            let path = root / "test.txt";
+            let file = path.open_out(OpenOut::new(Create::Exclusive(0o600)))?;
+            file.write_all(b"+-!")?;
+            file.write_all_at(b"abc123", 2)?;
+            let mut buf1 = [0u8; 3];
+            let mut buf2 = [0u8; 4];
+            file.read_exact_at(&mut buf1, 1)?;
+            file.read_exact_at(&mut buf2, 4)?;
+            assert_eq!((&buf1, &buf2), (b"-ab", b"c123"));
+            // Positioned IO left the position after "+-!".
+            assert_eq!((&file).stream_position()?, 3);
+
+            let mut buf = [0u8; 10];
+            assert_eq!(file.read_at(&mut buf, 0)?, 8);
+            assert_eq!(&buf[..8], b"+-abc123");
+            assert_eq!(file.read_at(&mut buf, 8)?, 0, "at the end");
+            assert_eq!(file.read_at(&mut buf, 100)?, 0, "past the end");
+            assert_err(
+                file.read_exact_at(&mut buf, 5),
+                ErrorKind::EndOfFile,
+                "offset 8",
+            );
+            assert_eq!(file.read_at(&mut [], 0)?, 0);
+
+            file.set_len(10)?;
+            assert_eq!(file.stat()?.size, 10);
+            assert_eq!(file.stat()?.kind, FileKind::File);
+            assert_eq!(file.seek(SeekFrom::Start(3))?, 3);
+            assert_eq!(file.seek(SeekFrom::Current(2))?, 5);
+            assert_eq!(file.seek(SeekFrom::End(-1))?, 9);
+            assert_err(
+                file.seek(SeekFrom::Current(-100)),
+                ErrorKind::InvalidInput,
+                "",
+            );
+            file.sync_all()?;
+            file.sync_data()?;
+            file.set_len(4)?;
+            file.seek(SeekFrom::Start(0))?;
+            assert_eq!(file.read_all()?, "+-ab");
+            file.close()?;
+            assert_eq!(path.load()?, b"+-ab");
+
+            // std::io through File and &File.
+            let mut f = path.open_out(OpenOut::new(Create::OrTruncate(0o600)))?;
+            writeln!(f, "hello {}", 42)?;
+            Write::write_all(&mut &f, b"second\n")?;
+            f.rewind()?;
+            let mut text = String::new();
+            (&f).read_to_string(&mut text)?;
+            assert_eq!(text, "hello 42\nsecond\n");
+            f.seek(SeekFrom::Start(6))?;
+            let mut two = [0u8; 2];
+            f.read_exact(&mut two)?;
+            assert_eq!(&two, b"42");
+            drop(f);
+
+            // A file opened for reading cannot be written.
+            let ro = path.open_in()?;
+            assert!(ro.write(b"x").is_err());
+            assert_eq!(ro.read_all()?, "hello 42\nsecond\n");
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn big_files_and_many_fibers(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-big",
+        |_env, root, _scratch| {
+            let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+            (root / "big").save(&data, Create::Exclusive(0o600))?;
+            assert_eq!((root / "big").load()?, data);
+            let lines = root / "big-lines";
+            let text: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+            lines.save(&text, Create::Exclusive(0o600))?;
+            let n = lines.with_lines(|it| {
+                let mut n = 0;
+                for (i, line) in it.enumerate() {
+                    assert_eq!(line?, format!("line {i}"));
+                    n += 1;
+                }
+                Ok(n)
+            })?;
+            assert_eq!(n, 10_000);
+            // Fibers doing file IO at once, each suspended only itself.
+            let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+            fiber::iter(16, names.iter(), |name| {
+                let p = root / name.as_str();
+                p.save(name, Create::Exclusive(0o600))?;
+                assert_eq!(p.load_string()?, *name);
+                Ok(())
+            })?;
+            assert_eq!(root.path().read_dir()?.len(), 52);
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn read_dir_is_sorted(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-readdir",
+        |_env, root, scratch| {
+            let l = scratch.label();
+            for name in ["b", "a", "C", "z", "aa", "0", ".hidden"] {
+                (root / name).save(name, Create::Exclusive(0o600))?;
+            }
+            (root / "dir").mkdir(0o700)?;
+            (root / "link").symlink("dir")?;
+            assert_eq!(
+                root.path().read_dir()?,
+                [".hidden", "0", "C", "a", "aa", "b", "dir", "link", "z"]
+            );
+            assert_eq!((root / "dir").read_dir()?, Vec::<String>::new());
+            assert_eq!((root / ".").read_dir()?.len(), 9);
+            (root / "dir/x").save("", Create::Exclusive(0o600))?;
+            assert_eq!((root / "link").read_dir()?, ["x"], "follows links");
+            assert_fs_err(
+                (root / "missing").read_dir(),
+                FsError::NotFound,
+                &format!("reading directory <{l}:missing>"),
+            );
+            assert_fs_err(
+                (root / "a").read_dir(),
+                FsError::NotADirectory,
+                "reading directory",
+            );
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-mkdir",
+        |_env, root, scratch| {
+            let l = scratch.label();
+            let nested = root / "subdir1" / "subdir2" / "subdir3";
+            nested.mkdirs(0o700)?;
+            assert!(nested.is_dir()?);
+            nested.mkdirs(0o700)?; // exists: fine
+            (root / ".").mkdirs(0o700)?;
+            (root / "./test//////////////test").mkdirs(0o700)?;
+            assert!(scratch.join("test/test").is_dir());
+            assert_fs_err(
+                (root / "subdir1").mkdir(0o700),
+                FsError::AlreadyExists,
+                &format!("creating directory <{l}:subdir1>"),
+            );
+            (root / "file").save("x", Create::Exclusive(0o600))?;
+            assert_fs_err(
+                (root / "file/sub").mkdirs(0o700),
+                FsError::NotADirectory,
+                "creating",
+            );
+            assert_fs_err(
+                (root / "file").mkdirs(0o700),
+                FsError::AlreadyExists,
+                "creating",
+            );
+            // Through a symlink to a directory.
+            symlink("subdir1", scratch.join("to-subdir")).unwrap();
+            (root / "to-subdir/nested").mkdir(0o700)?;
+            assert!(scratch.join("subdir1/nested").is_dir());
+            assert_fs_err(
+                (root / "to-subdir").mkdir(0o700),
+                FsError::AlreadyExists,
+                "creating",
+            );
+            symlink("foo", scratch.join("dangle")).unwrap();
+            assert_fs_err(
+                (root / "dangle/foo").mkdir(0o700),
+                FsError::NotFound,
+                "creating",
+            );
+
+            assert_fs_err(
+                (root / "subdir1").rmdir(),
+                FsError::DirectoryNotEmpty,
+                &format!("removing directory <{l}:subdir1>"),
+            );
+            (root / "to-subdir/nested").rmdir()?;
+            assert!(!scratch.join("subdir1/nested").exists());
+            assert_fs_err(
+                (root / "missing").rmdir(),
+                FsError::NotFound,
+                "removing directory",
+            );
+            assert_fs_err(
+                (root / "file").rmdir(),
+                FsError::NotADirectory,
+                "removing directory",
+            );
+
+            assert_fs_err(
+                (root / "subdir1").unlink(),
+                FsError::IsADirectory,
+                &format!("removing file <{l}:subdir1>"),
+            );
+            assert_fs_err(
+                (root / "missing").unlink(),
+                FsError::NotFound,
+                "removing file",
+            );
+            (root / "file").unlink()?;
+            assert!(!(root / "file").exists()?);
+            (root / "to-subdir").unlink()?; // the link, not the directory
+            assert!(scratch.join("subdir1/subdir2").is_dir());
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix, Resolve::Kernel)]
+#[case::posix_walker(Backend::Posix, Resolve::Walker)]
+fn rmtree_does_not_follow_links(#[case] backend: Backend, #[case] resolve: Resolve) {
+    with_scratch(backend, resolve, "files-rmtree", |_env, root, scratch| {
+        std::fs::create_dir_all(scratch.out("keep/deep")).unwrap();
+        std::fs::write(scratch.out("keep/deep/file"), "keep").unwrap();
+        let l = scratch.label();
+        let foo = root / "foo";
+        (&foo / "bar/baz").mkdirs(0o700)?;
+        (&foo / "bar/file1").save("data", Create::Exclusive(0o600))?;
+        for i in 0..20 {
+            (&foo / format!("bar/baz/f{i}")).save("x", Create::Exclusive(0o600))?;
+        }
+        symlink(scratch.out("keep"), scratch.join("foo/out-abs")).unwrap();
+        symlink(
+            format!("../../{}/keep", scratch.outside_name()),
+            scratch.join("foo/out-rel"),
+        )
+        .unwrap();
+        symlink("bar", scratch.join("foo/in")).unwrap();
+        symlink("missing", scratch.join("foo/bar/dangling")).unwrap();
+        let deep = "d/".repeat(60);
+        (&foo / deep.as_str()).mkdirs(0o700)?;
+        (root / "keep-me").save("kept", Create::Exclusive(0o600))?;
+
+        foo.rmtree()?;
+        assert!(!scratch.join("foo").exists());
+        assert_eq!(
+            std::fs::read(scratch.out("keep/deep/file")).unwrap(),
+            b"keep"
+        );
+        assert_eq!((root / "keep-me").load_string()?, "kept");
+        assert_fs_err(
+            foo.rmtree(),
+            FsError::NotFound,
+            &format!("removing <{l}:foo>"),
+        );
+        foo.rmtree_if_exists()?;
+
+        // A link to a directory: only the link goes.
+        (root / "dir/sub").mkdirs(0o700)?;
+        (root / "link").symlink("dir")?;
+        (root / "link").rmtree()?;
+        assert!(scratch.join("dir/sub").is_dir());
+        (root / "plain").save("x", Create::Exclusive(0o600))?;
+        (root / "plain").rmtree()?;
+        assert!(!scratch.join("plain").exists());
+        // Through a link in the parent: the target's entry is removed.
+        (root / "link2").symlink("dir")?;
+        (root / "link2/sub").rmtree()?;
+        assert!(!scratch.join("dir/sub").exists());
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn rename_within_and_across_dirs(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-rename",
+        |env, root, scratch| {
+            let l = scratch.label();
+            (root / "tmp").mkdir(0o700)?;
+            (root / "tmp").rename(&(root / "dir"))?;
+            (root / "foo").save("FOO", Create::Exclusive(0o600))?;
+            (root / "foo").rename(&(root / "dir/bar"))?;
+            assert_eq!((root / "dir/bar").load_string()?, "FOO");
+            let dir = (root / "dir").open_dir()?;
+            (&dir / "bar").rename(&(root / "foo"))?;
+            assert_eq!((root / "foo").load_string()?, "FOO");
+            assert_fs_err(
+                (&dir / "../foo").rename(&(root / "foo2")),
+                FsError::PermissionDenied,
+                &format!("renaming <dir:../foo> to <{l}:foo2>"),
+            );
+            // Replacing an existing file.
+            (root / "other").save("OTHER", Create::Exclusive(0o600))?;
+            (root / "other").rename(&(root / "foo"))?;
+            assert_eq!((root / "foo").load_string()?, "OTHER");
+            assert!(!scratch.join("other").exists());
+            assert_fs_err(
+                (root / "missing").rename(&(root / "x")),
+                FsError::NotFound,
+                &format!("renaming <{l}:missing> to <{l}:x>"),
+            );
+            // Into the unconfined fs by absolute path.
+            let dest = scratch.join("via-fs");
+            (root / "foo").rename(&(env.fs() / dest.to_str().unwrap()))?;
+            assert_eq!(std::fs::read(dest).unwrap(), b"OTHER");
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-stat",
+        |env, root, scratch| {
+            let l = scratch.label();
+            let start = SystemTime::now() - Duration::from_secs(5);
+            (root / "subdir").mkdir(0o755)?;
+            (root / "file").save("kingbula", Create::Exclusive(0o640))?;
+            (root / "link").symlink("file")?;
+            (root / "dirlink").symlink("subdir")?;
+            (root / "broken").symlink("missing")?;
+            (root / "up").symlink("..")?;
+
+            let st = (root / "file").stat()?;
+            assert_eq!(
+                (st.kind, st.size, st.perm & 0o777),
+                (FileKind::File, 8, 0o640)
+            );
+            assert!(st.mtime >= start && st.mtime <= SystemTime::now() + Duration::from_secs(5));
+            assert!(st.nlink >= 1 && st.ino != 0);
+            let meta = std::fs::metadata(scratch.join("file")).unwrap();
+            assert_eq!(st.ino, std::os::unix::fs::MetadataExt::ino(&meta));
+            assert_eq!((root / "subdir").stat()?.kind, FileKind::Directory);
+            assert_eq!((root / "link").stat()?.kind, FileKind::File);
+            assert_eq!((root / "link").lstat()?.kind, FileKind::Symlink);
+            assert_eq!((root / "link").lstat()?.size, 4);
+            assert_eq!((root / "dirlink").stat()?.kind, FileKind::Directory);
+            assert_eq!((root / "broken").lstat()?.kind, FileKind::Symlink);
+            assert_fs_err(
+                (root / "broken").stat(),
+                FsError::NotFound,
+                &format!("examining <{l}:broken>"),
+            );
+            assert_eq!((root / "up").lstat()?.kind, FileKind::Symlink);
+            assert_fs_err((root / "up").stat(), FsError::PermissionDenied, "examining");
+            assert_eq!(root.path().stat()?.kind, FileKind::Directory);
+            assert_eq!((root / "subdir/..").stat()?.kind, FileKind::Directory);
+            assert_fs_err(
+                (root / "missing1/missing2").stat(),
+                FsError::NotFound,
+                "examining",
+            );
+            assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
+
+            assert!((root / "file").exists()? && (root / "file").is_file()?);
+            assert!(!(root / "file").is_dir()? && (root / "dirlink").is_dir()?);
+            assert!(!(root / "broken").exists()?);
+            assert!(!(root / "file/below").exists()?);
+
+            assert_eq!((root / "link").read_link()?, "file");
+            assert_eq!((root / "up").read_link()?, "..");
+            let via_fs = env.fs() / scratch.as_str() / "link";
+            assert_eq!(via_fs.read_link()?, "file");
+            assert_err(
+                (root / "file").read_link(),
+                ErrorKind::InvalidInput,
+                &format!("reading target of symlink <{l}:file>"),
+            );
+            assert_fs_err(
+                (root / "link").symlink("x"),
+                FsError::AlreadyExists,
+                "creating symlink",
+            );
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn paths_display_like_eio(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-display",
+        |env, root, scratch| {
+            let l = scratch.label();
+            assert_eq!(env.cwd().path().to_string(), "<cwd>");
+            assert_eq!((env.cwd() / "dir1" / "file").to_string(), "<cwd:dir1/file>");
+            assert_eq!((env.fs() / "/etc/hosts").to_string(), "<fs:/etc/hosts>");
+            assert_eq!(format!("{:?}", env.cwd() / "x"), "<cwd:x>");
+            assert_eq!(root.path().to_string(), format!("<{l}>"));
+            (root / "sub").mkdir(0o700)?;
+            let sub = (root / "sub/").open_dir()?;
+            assert_eq!((&sub / "f").to_string(), "<sub:f>");
+            assert_eq!((root / "sub" / "x").to_string(), format!("<{l}:sub/x>"));
+            assert_eq!((root / "sub" / "/abs").to_string(), format!("<{l}:/abs>"));
+            Ok(())
+        },
+    );
+}
