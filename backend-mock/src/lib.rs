@@ -144,13 +144,15 @@ impl Config {
             external_wait: self.external_wait,
         };
         let net = self.net.clone().unwrap_or_default();
+        // Domains started from this run share its in-memory network.
+        let domain_config = self.clone().net(net.clone());
         let env = Env::for_backend("mock")
             .with_net(weft_core::net::Net::new(Arc::new(net)))
             .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(
                 weft_core::random::SeededRandom::new(self.seed),
             )))
             .with_domain_mgr(weft_core::domain::DomainMgr::new(Arc::new(MockDomains(
-                self.clone(),
+                domain_config,
             ))));
         weft_core::run_scheduler(Box::new(driver), &self.run, || main(&env))
     }
