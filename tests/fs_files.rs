@@ -199,6 +199,50 @@ fn big_files_and_many_fibers(#[case] backend: Backend) {
     );
 }
 
+/// Every file call is a cancellation point, even when the data is there at
+/// once; a call still running on its system thread keeps its fd open until
+/// it finishes, and nothing leaks (checked by `with_scratch`).
+#[rstest]
+#[case::posix(Backend::Posix)]
+fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
+    with_scratch(backend, Resolve::Kernel, "files-cancel", |env, root, _| {
+        let zero = (env.fs() / "/dev/zero").open_out(OpenOut::new(Create::Never))?;
+        let result = fiber::both(
+            || {
+                let mut buf = [0u8; 4];
+                loop {
+                    zero.read_exact(&mut buf)?;
+                }
+            },
+            || Err(weft::Error::msg(ErrorKind::InvalidInput, "simulated error")),
+        );
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::InvalidInput, "{err}");
+        drop(zero);
+        // A fiber cancelled in the middle of loading a file.
+        let data = vec![7u8; 4 << 20];
+        (root / "big").save(&data, Create::Exclusive(0o600))?;
+        let raced = fiber::first(
+            || loop {
+                (root / "big").load()?;
+            },
+            || {
+                fiber::yield_now()?;
+                Ok(Vec::<u8>::new())
+            },
+        )?;
+        assert!(raced.is_empty());
+        // Nothing starts from a cancelled context.
+        let r = weft::cancel::sub(|scope| {
+            scope.cancel(weft::Error::msg(ErrorKind::InvalidInput, "stop"));
+            (root / "never").mkdir(0o700)
+        });
+        assert!(r.unwrap_err().is_cancelled());
+        assert!(!(root / "never").exists()?);
+        Ok(())
+    });
+}
+
 #[rstest]
 #[case::posix(Backend::Posix)]
 fn read_dir_is_sorted(#[case] backend: Backend) {

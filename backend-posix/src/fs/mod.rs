@@ -74,6 +74,17 @@ pub(crate) fn dirs() -> (Dir, Dir) {
     (fs, cwd)
 }
 
+/// `Err(Cancelled)` if the calling fiber is cancelled: checked before
+/// handing an operation to a system thread, where it would run to the end
+/// (creating, renaming, removing) whatever happens to the caller.
+pub(super) fn not_cancelled() -> Result<()> {
+    match weft_core::fiber::check() {
+        Err(e) if e.is_cancelled() => Err(e),
+        // Fine, or not on a fiber at all (a plain thread may use a `Dir`).
+        _ => Ok(()),
+    }
+}
+
 /// A directory capability on POSIX.
 struct PosixDir {
     r: Resolver,
@@ -85,6 +96,7 @@ impl PosixDir {
         &self,
         f: impl FnOnce(&Resolver) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        not_cancelled()?;
         let r = self.r.clone();
         weft_core::systhread::run(move || f(&r))?
     }

@@ -250,3 +250,118 @@ fn components(path: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
         .filter(|c| !c.is_empty() && *c != b".")
         .map(<[u8]>::to_vec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_core::ErrorKind;
+
+    #[test]
+    fn split_like_core() {
+        let cases: [(&str, Option<(&str, &str)>); 8] = [
+            ("foo/bar", Some(("foo", "bar"))),
+            ("/foo/bar//baz/", Some(("/foo/bar", "baz"))),
+            ("bar", Some(("", "bar"))),
+            ("/bar", Some(("/", "bar"))),
+            ("./", Some(("", "."))),
+            ("a/..", Some(("a", ".."))),
+            ("", None),
+            ("///", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(split(path), want, "{path:?}");
+        }
+    }
+
+    /// A fresh directory, opened `O_PATH`, removed on drop.
+    struct Tmp(std::path::PathBuf, OwnedFd);
+
+    impl Tmp {
+        fn new(name: &str) -> Tmp {
+            let dir = std::env::temp_dir().join(format!("weft-walk-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("a/b")).unwrap();
+            std::fs::write(dir.join("a/file"), "f").unwrap();
+            let c = CString::new(dir.to_str().unwrap()).unwrap();
+            let fd = sys::openat(libc::AT_FDCWD, &c, O_PATH | libc::O_DIRECTORY, 0).unwrap();
+            Tmp(dir, fd)
+        }
+
+        fn walk(&self, path: &str, flags: libc::c_int) -> Result<OwnedFd> {
+            walk(self.1.as_raw_fd(), path.as_bytes(), flags, 0o600)
+        }
+    }
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn kind(r: Result<OwnedFd>) -> ErrorKind {
+        r.map(|_| ()).unwrap_err().kind().clone()
+    }
+
+    #[test]
+    fn walker_keeps_dotdot_below_the_root() {
+        let t = Tmp::new("dotdot");
+        let denied = ErrorKind::Fs(FsError::PermissionDenied);
+        for p in ["..", "a/../..", "a/b/../../../a", "/", "/etc"] {
+            assert_eq!(kind(t.walk(p, O_PATH)), denied, "{p}");
+        }
+        for p in ["", ".", "a/..", "a/b/../..", "a/./b/..//.."] {
+            let fd = t.walk(p, O_PATH | libc::O_DIRECTORY).unwrap();
+            let (st, root) = (
+                sys::fstat(fd.as_raw_fd()).unwrap(),
+                sys::fstat(t.1.as_raw_fd()).unwrap(),
+            );
+            assert_eq!((st.st_dev, st.st_ino), (root.st_dev, root.st_ino), "{p}");
+        }
+        assert!(t.walk("a/b/../file", libc::O_RDONLY).is_ok());
+    }
+
+    #[test]
+    fn walker_follows_links_inside_and_counts_them() {
+        let t = Tmp::new("links");
+        std::os::unix::fs::symlink("a/b/..", t.0.join("up")).unwrap();
+        std::os::unix::fs::symlink("../file", t.0.join("a/b/to-file")).unwrap();
+        std::os::unix::fs::symlink("loop", t.0.join("loop")).unwrap();
+        std::os::unix::fs::symlink("../../..", t.0.join("a/b/out")).unwrap();
+        assert!(t.walk("up/file", libc::O_RDONLY).is_ok());
+        assert!(t.walk("a/b/to-file", libc::O_RDONLY).is_ok());
+        assert!(t.walk("a/b/to-file", O_PATH).is_ok());
+        assert_eq!(
+            kind(t.walk("loop", O_PATH)),
+            ErrorKind::Fs(FsError::TooManySymlinks)
+        );
+        assert_eq!(
+            kind(t.walk("a/b/out", O_PATH)),
+            ErrorKind::Fs(FsError::PermissionDenied)
+        );
+        // The link itself (O_PATH | O_NOFOLLOW) is never what comes back.
+        let fd = t.walk("a/b/to-file", O_PATH).unwrap();
+        let st = sys::fstat(fd.as_raw_fd()).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+    }
+
+    #[test]
+    fn walker_trailing_slashes_and_long_paths() {
+        let t = Tmp::new("slashes");
+        assert_eq!(
+            kind(t.walk("a/file/", libc::O_RDONLY)),
+            ErrorKind::Fs(FsError::NotADirectory)
+        );
+        let create = libc::O_RDWR | libc::O_CREAT;
+        assert_eq!(
+            kind(t.walk("new/", create)),
+            ErrorKind::Fs(FsError::IsADirectory)
+        );
+        assert!(t.walk("a/b/", libc::O_RDONLY).is_ok());
+        assert!(t.walk("a/new", create).is_ok());
+        let long = "a/".repeat(3000);
+        assert_eq!(
+            kind(t.walk(&long, O_PATH)),
+            ErrorKind::Fs(FsError::InvalidPath)
+        );
+    }
+}

@@ -256,6 +256,7 @@ fn time(secs: i64, nsec: i64) -> SystemTime {
 }
 
 /// The portable [`Stat`] of a `struct stat`.
+#[allow(clippy::unnecessary_cast)] // the field types differ between platforms
 pub(super) fn to_stat(st: &libc::stat) -> Stat {
     let kind = match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => FileKind::File,
@@ -267,7 +268,6 @@ pub(super) fn to_stat(st: &libc::stat) -> Stat {
         libc::S_IFSOCK => FileKind::Socket,
         _ => FileKind::Unknown,
     };
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
     Stat {
         kind,
         size: st.st_size as u64,

@@ -127,6 +127,14 @@ pub trait FileImpl: Source + Sink {
 /// })
 /// .unwrap();
 /// ```
+///
+/// Like other resources, a `File` stays on the thread (domain) that opened
+/// it; it is not `Send`:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<weft::fs::File>();
+/// ```
 pub struct File {
     inner: Box<dyn FileImpl>,
 }

@@ -85,7 +85,8 @@ pub use path_ops::Lines;
 
 /// A capability for a directory and everything beneath it.
 ///
-/// Cheap to clone. Make paths in it with `/`:
+/// Cheap to clone, and `Send + Sync`: a `Dir` (or a [`Path`]) may be handed
+/// to another domain. Make paths in it with `/`:
 ///
 /// ```
 /// weft::run(|env| {
@@ -301,6 +302,12 @@ impl<S: AsRef<str>> Div<S> for Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const _: () = {
+        const fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Dir>();
+        assert_send_sync::<Path>();
+    };
 
     #[test]
     fn split_like_eio() {
