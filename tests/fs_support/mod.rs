@@ -155,7 +155,11 @@ pub fn with_scratch<T>(
     let before = settled_fds();
     weft_posix::force_fs_walker(resolve == Resolve::Walker);
     let result = weft::run_with(backend, |env| {
-        let root = (env.fs() / scratch.as_str()).open_dir()?;
+        // (Already there on disk; a backend with its own filesystem, such
+        // as the mock's to come, makes it here.)
+        let top = env.fs() / scratch.as_str();
+        top.mkdirs(0o700)?;
+        let root = top.open_dir()?;
         f(env, &root, &scratch)
     });
     weft_posix::force_fs_walker(false);
