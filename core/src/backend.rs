@@ -583,29 +583,36 @@ pub(crate) fn suspend_uncancellable<T>(
 /// [`Resumer`] or a promise to a plain `std::thread` should hold one too.
 #[must_use = "the declaration ends when the guard is dropped"]
 pub struct ExternalWork {
-    shared: Arc<Shared>,
+    /// Weak, so a helper thread that outlives the run does not keep the
+    /// scheduler's resources (its epoll fd, its ring) open.
+    shared: std::sync::Weak<Shared>,
 }
 
 impl ExternalWork {
-    /// Begins external work on the current thread's scheduler.
-    ///
-    /// # Panics
-    /// If called outside a weft runtime.
+    /// Begins external work on the current thread's scheduler. Outside a
+    /// runtime (a plain thread, whose waits block the thread anyway) the
+    /// guard does nothing.
     pub fn begin() -> ExternalWork {
-        let shared = sched::current()
-            .expect("ExternalWork::begin outside a weft runtime")
-            .shared()
-            .clone();
+        let Ok(sched) = sched::current() else {
+            return ExternalWork {
+                shared: std::sync::Weak::new(),
+            };
+        };
+        let shared = sched.shared();
         shared.external.fetch_add(1, Ordering::AcqRel);
-        ExternalWork { shared }
+        ExternalWork {
+            shared: Arc::downgrade(shared),
+        }
     }
 }
 
 impl Drop for ExternalWork {
     fn drop(&mut self) {
-        self.shared.external.fetch_sub(1, Ordering::AcqRel);
-        // The scheduler may be parked waiting for us; let it re-check.
-        self.shared.unparker.unpark();
+        if let Some(shared) = self.shared.upgrade() {
+            shared.external.fetch_sub(1, Ordering::AcqRel);
+            // The scheduler may be parked waiting for us; let it re-check.
+            shared.unparker.unpark();
+        }
     }
 }
 
