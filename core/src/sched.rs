@@ -22,6 +22,7 @@ use crate::backend::{Driver, Park, Parked, RawHook, Resumer, Shared, WakeSlot};
 use crate::cancel::{CancelCtx, CtxFiberKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::local::Locals;
+use crate::stack::overflow::{self, FiberLabel};
 use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
 
 slotmap::new_key_type! {
@@ -56,6 +57,8 @@ pub(crate) struct Fiber {
     name: RefCell<Option<std::borrow::Cow<'static, str>>>,
     site: Cell<Option<&'static Location<'static>>>,
     locals: RefCell<Locals>,
+    /// What a stack overflow report says about this fiber.
+    label: FiberLabel,
 }
 
 /// Run-time configuration shared by every backend.
@@ -63,7 +66,9 @@ pub(crate) struct Fiber {
 pub struct RunConfig {
     /// Stack size of fibers that do not ask for another.
     pub stack_size: usize,
-    /// Idle stacks kept per size for reuse.
+    /// Idle stacks kept resident per size for reuse; past this, the memory
+    /// of the least recently used idle stacks goes back to the OS (they
+    /// stay in the pool, guarded, for reuse).
     pub max_idle_stacks: usize,
 }
 
@@ -255,6 +260,7 @@ impl Scheduler {
         body: F,
     ) -> Result<FiberKey> {
         let stack = self.stacks.borrow_mut().get(opts.stack_size)?;
+        let guard = stack.guard().0;
         let func = move |y: &Yielder<(), ()>, ()| {
             if let Ok(s) = current() {
                 s.cur_yielder.set(y);
@@ -300,8 +306,16 @@ impl Scheduler {
                 name: RefCell::new(opts.name),
                 site: Cell::new(opts.site),
                 locals: RefCell::new(locals),
+                label: FiberLabel::default(),
             }),
         };
+        // SAFETY: the name lives in `fiber.name` until `recycle` clears the
+        // label before dropping it (or the fiber is respawned, which sets
+        // the label again).
+        unsafe {
+            let name = fiber.name.borrow();
+            fiber.label.set(id, name.as_deref(), fiber.site.get(), guard);
+        }
         let key = self.fibers.borrow_mut().insert(fiber.clone());
         fiber.ctx_key.set(ctx.add_fiber(key));
         if let Some(w) = &*fiber.wake.borrow() {
@@ -374,7 +388,9 @@ impl Scheduler {
         self.current.set(Some(key));
         self.current_fiber.set(fp);
         self.cur_yielder.set(f.yielder.get());
+        overflow::enter(&f.label);
         let r = coro.resume(());
+        overflow::leave();
         self.current.set(None);
         self.current_fiber.set(ptr::null());
         self.cur_yielder.set(ptr::null());
@@ -403,6 +419,7 @@ impl Scheduler {
             }
         }
         *f.locals.borrow_mut() = Locals::default();
+        f.label.clear();
         *f.name.borrow_mut() = None;
         *f.ctx.borrow_mut() = self.root_ctx.clone();
         let mut spare = self.spare_fibers.borrow_mut();

@@ -1,0 +1,216 @@
+//! Slabs: one memory mapping holding many guarded stacks.
+//!
+//! A slab is a single `mmap(PROT_READ | PROT_WRITE, MAP_PRIVATE |
+//! MAP_ANONYMOUS | MAP_NORESERVE)` cut into `capacity` slots of `stride =
+//! page + size` bytes. Each slot is a guard page with a stack above it
+//! (stacks grow down, so the guard catches the overflow):
+//!
+//! ```text
+//!  start                                                          start + len
+//!  | guard | stack 0 (size bytes) | guard | stack 1 | ... | guard | stack n-1 |
+//!  ^limit0                        ^base0  ^limit1   ^base1
+//! ```
+//!
+//! Nothing is resident until touched, and no swap is reserved, so a slab
+//! for thousands of stacks costs address space only. Slots are handed out
+//! in address order; a slot's guard is installed the first time it is
+//! handed out (so the guards of slots never used cost nothing), either as a
+//! page-table marker (`MADV_GUARD_INSTALL`, the slab stays one mapping) or,
+//! on older kernels, with `mprotect` (two more mappings per guard, counted
+//! against the [`MapBudget`]). A slot is only ever handed out with its guard
+//! in place, and guards stay for the slab's lifetime.
+//!
+//! Slabs are registered with the overflow handler (see
+//! [`overflow`](super::overflow)) so a fault in any of their guard pages is
+//! reported as a fiber stack overflow.
+
+use std::num::NonZeroUsize;
+
+use corosensei::stack::{Stack, StackPointer};
+
+use super::os::{self, GuardChoice, GuardKind, MapBudget};
+use super::overflow;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A stack in a slab: `[limit, limit + page)` is its guard page and
+/// `[limit + page, base)` its memory. Owned by one fiber at a time; freed by
+/// giving it back to the pool it came from.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SlabStack {
+    base: StackPointer,
+    limit: StackPointer,
+}
+
+impl SlabStack {
+    /// Usable bytes (the guard page excluded).
+    pub(crate) fn size(&self) -> usize {
+        self.base.get() - self.limit.get() - os::page_size()
+    }
+
+    /// The guard page, as `[start, end)`.
+    pub(crate) fn guard(&self) -> (usize, usize) {
+        (self.limit.get(), self.limit.get() + os::page_size())
+    }
+
+    /// Lowest usable address (just above the guard).
+    pub(crate) fn bottom(&self) -> usize {
+        self.limit.get() + os::page_size()
+    }
+
+    /// Highest address (exclusive): where the stack starts growing down.
+    pub(crate) fn top(&self) -> usize {
+        self.base.get()
+    }
+}
+
+// SAFETY: a `SlabStack` is only created by `Slab::take_fresh`, for a slot
+// whose guard page `[limit, limit + page)` has just been installed (a marker
+// or PROT_NONE; neither is ever removed while the slab is mapped), and the
+// slab stays mapped while any of its stacks is outside the pool (the pool
+// leaks its slabs rather than unmap them under a live stack). `limit` is
+// the slot's start, so the range `[limit, base)` includes the guard, as the
+// trait requires. Both addresses are page multiples (the mapping is
+// page-aligned and the stride is a page multiple), hence aligned to
+// `STACK_ALIGNMENT` (16 or less). The usable part, `base - limit - page`,
+// is at least weft's `MIN_STACK_SIZE` (16 KiB), above corosensei's 4 KiB
+// minimum. Each slot is handed to one `SlabStack` at a time, so no two
+// coroutines share memory.
+unsafe impl Stack for SlabStack {
+    #[inline]
+    fn base(&self) -> StackPointer {
+        self.base
+    }
+
+    #[inline]
+    fn limit(&self) -> StackPointer {
+        self.limit
+    }
+}
+
+/// Largest slab mapping (address space only: nothing is reserved).
+pub(crate) const MAX_SLAB_BYTES: usize = 1 << 30;
+
+/// One mapping of `capacity` guarded stack slots.
+pub(crate) struct Slab {
+    start: usize,
+    len: usize,
+    stride: usize,
+    capacity: usize,
+    /// Slots `[0, next)` have their guards and have been handed out.
+    next: usize,
+    /// Mappings charged to the budget (released with the slab).
+    charged: usize,
+    /// Where the overflow handler knows this slab.
+    registered: Option<usize>,
+}
+
+impl Slab {
+    /// Maps a slab for up to `capacity` stacks of `size` bytes (a page
+    /// multiple), halving the capacity while the kernel refuses the
+    /// address space.
+    pub(crate) fn map(size: usize, capacity: usize, budget: &MapBudget) -> Result<Slab> {
+        let page = os::page_size();
+        debug_assert!(size % page == 0 && size >= page);
+        let Some(stride) = size.checked_add(page).filter(|&s| s <= isize::MAX as usize) else {
+            return Err(Error::msg(
+                ErrorKind::InvalidInput,
+                format!("fiber stack size {size} is too large"),
+            ));
+        };
+        let mut capacity = capacity.clamp(1, (MAX_SLAB_BYTES / stride).max(1));
+        budget.charge(1)?;
+        loop {
+            let len = stride * capacity;
+            match os::map_anon(len) {
+                Ok(start) => {
+                    let registered = overflow::register(start, len, stride);
+                    return Ok(Slab {
+                        start,
+                        len,
+                        stride,
+                        capacity,
+                        next: 0,
+                        charged: 1,
+                        registered,
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && capacity > 1 => {
+                    capacity /= 2;
+                }
+                Err(e) => {
+                    budget.refund(1);
+                    return Err(Error::with_source(ErrorKind::Io, e).context(format!(
+                        "mapping a slab of {capacity} fiber stacks of {size} bytes"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Usable bytes of each stack.
+    #[cfg(test)]
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stride - os::page_size()
+    }
+
+    /// Stack slots in the mapping.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// True once every slot has been handed out at least once.
+    pub(crate) fn is_full(&self) -> bool {
+        self.next == self.capacity
+    }
+
+    /// The mapping, as `[start, end)`.
+    #[cfg(test)]
+    pub(crate) fn range(&self) -> (usize, usize) {
+        (self.start, self.start + self.len)
+    }
+
+    /// Hands out the next never-used slot, after installing its guard.
+    /// `None` if the slab is full.
+    pub(crate) fn take_fresh(
+        &mut self,
+        choice: GuardChoice,
+        budget: &MapBudget,
+    ) -> Result<Option<SlabStack>> {
+        if self.is_full() {
+            return Ok(None);
+        }
+        let limit = self.start + self.next * self.stride;
+        // SAFETY: the slot lies inside our mapping (`next < capacity`) and
+        // has never been handed out, so nothing lives in its first page.
+        let kind = unsafe { os::install_guard(limit, choice, budget)? };
+        if kind == GuardKind::Mprotect {
+            self.charged += 2;
+        }
+        self.next += 1;
+        let base = limit + self.stride;
+        Ok(Some(SlabStack {
+            base: NonZeroUsize::new(base).expect("slab addresses are non-zero"),
+            limit: NonZeroUsize::new(limit).expect("slab addresses are non-zero"),
+        }))
+    }
+
+    /// Unmaps the slab and returns its mappings to the budget.
+    ///
+    /// # Safety
+    /// No stack of this slab is in use: every one handed out has come back
+    /// (or was never handed out).
+    pub(crate) unsafe fn release(self, budget: &MapBudget) {
+        if let Some(i) = self.registered {
+            overflow::unregister(i);
+        }
+        // SAFETY: the mapping is ours (made in `map`) and, by the caller's
+        // contract, no stack in it is in use.
+        match unsafe { os::unmap(self.start, self.len) } {
+            Ok(()) => budget.refund(self.charged),
+            // Unmapping can only fail by needing a mapping it cannot have
+            // (a split at the edges); the slab is leaked, still guarded.
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Unit tests of the stack layer: slab layout, both kinds of guard pages,
+//! the mapping budget, reuse and trimming. Faults are provoked only in child
+//! processes (this test binary re-run with `WEFT_STACK_TEST_CHILD` set);
+//! in-process, a guard page is recognised by the kernel refusing to read it
+//! (`write(2)` from it into a pipe fails with `EFAULT`).
+
+use std::process::Command;
+use std::sync::Arc;
+
+use corosensei::stack::Stack;
+
+use super::os::{self, GuardChoice, MapBudget};
+use super::overflow;
+use super::*;
+
+const KIB: usize = 1024;
+
+/// A pool with its own unlimited budget, so tests can read its use.
+fn pool(size: usize, max_idle: usize, guards: GuardChoice) -> (StackPool, Arc<MapBudget>) {
+    let budget = Arc::new(MapBudget::new(Some(65530), usize::MAX / 4));
+    let p = StackPool::with_guards(size, max_idle, guards, budget.clone());
+    (p, budget)
+}
+
+/// Whether the kernel can read the byte at `addr` (false for guard pages).
+fn readable(addr: usize) -> bool {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the kernel checks the source address itself: an inaccessible
+    // one fails with EFAULT instead of faulting us.
+    let r = unsafe { libc::write(fds[1], addr as *const libc::c_void, 1) };
+    // SAFETY: closing the descriptors we just opened.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    r == 1
+}
+
+/// Lines of `/proc/self/maps` that overlap `[from, to)`.
+fn mappings_in(from: usize, to: usize) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter(|l| {
+            let range = l.split_whitespace().next().unwrap();
+            let (a, b) = range.split_once('-').unwrap();
+            let a = usize::from_str_radix(a, 16).unwrap();
+            let b = usize::from_str_radix(b, 16).unwrap();
+            a < to && b > from
+        })
+        .count()
+}
+
+fn markers_available() -> bool {
+    // Any earlier install decided it; make sure one has been tried.
+    let (mut p, _) = pool(64 * KIB, 8, GuardChoice::Auto);
+    let s = p.get(None).unwrap();
+    p.put(s);
+    os::markers_supported()
+}
+
+#[test]
+fn slab_layout() {
+    let page = os::page_size();
+    let (mut p, _) = pool(64 * KIB, 8, GuardChoice::Auto);
+    let stacks: Vec<_> = (0..3).map(|_| p.get(None).unwrap()).collect();
+    for w in stacks.windows(2) {
+        assert_eq!(w[1].guard().0, w[0].top(), "slots are adjacent, guard first");
+    }
+    for s in &stacks {
+        assert_eq!(s.size(), 64 * KIB);
+        assert_eq!(s.top() - s.guard().0, 64 * KIB + page);
+        assert_eq!(s.base().get() % page, 0);
+        assert_eq!(s.limit().get(), s.guard().0, "limit includes the guard");
+        assert_eq!(s.limit().get() % corosensei::stack::STACK_ALIGNMENT, 0);
+        assert_eq!(overflow::guard_page_at(s.guard().0 + 17), Some(s.guard().0));
+        assert_eq!(overflow::guard_page_at(s.bottom()), None);
+        assert_eq!(overflow::guard_page_at(s.top() - 1), None);
+    }
+    let (from, to) = p.classes[0].slabs[0].range();
+    assert_eq!(p.classes[0].slabs[0].capacity(), FIRST_SLAB_STACKS);
+    assert_eq!(p.classes[0].slabs[0].stack_size(), 64 * KIB);
+    assert!(stacks.iter().all(|s| s.guard().0 >= from && s.top() <= to));
+    for s in stacks {
+        p.put(s);
+    }
+}
+
+#[test]
+fn slabs_grow_and_sizes_are_separate() {
+    let (mut p, budget) = pool(64 * KIB, 1000, GuardChoice::Auto);
+    let a: Vec<_> = (0..FIRST_SLAB_STACKS + 1).map(|_| p.get(None).unwrap()).collect();
+    let b = p.get(Some(20 * KIB)).unwrap();
+    assert_eq!(b.size(), 20 * KIB, "sizes round up to pages");
+    assert_eq!(p.classes.len(), 2);
+    assert_eq!(p.classes[0].slabs.len(), 2);
+    assert_eq!(p.classes[0].slabs[1].capacity(), 2 * FIRST_SLAB_STACKS);
+    for s in a {
+        p.put(s);
+    }
+    p.put(b);
+    assert_eq!(p.idle_count(), FIRST_SLAB_STACKS + 2);
+    drop(p);
+    assert_eq!(budget.used(), 0, "every slab was unmapped");
+}
+
+#[test]
+fn guard_pages_are_inaccessible_in_both_modes() {
+    for guards in [GuardChoice::Auto, GuardChoice::Mprotect] {
+        let (mut p, _) = pool(32 * KIB, 8, guards);
+        let s = p.get(None).unwrap();
+        assert!(!readable(s.guard().0), "{guards:?}: guard start");
+        assert!(!readable(s.guard().1 - 1), "{guards:?}: guard end");
+        assert!(readable(s.bottom()), "{guards:?}: stack bottom");
+        assert!(readable(s.top() - 1), "{guards:?}: stack top");
+        p.put(s);
+    }
+}
+
+#[test]
+fn marker_guards_keep_one_mapping_mprotect_guards_split_it() {
+    if !markers_available() {
+        eprintln!("skipped half: this kernel lacks MADV_GUARD_INSTALL");
+    } else {
+        let (mut p, budget) = pool(32 * KIB, 100, GuardChoice::Auto);
+        let stacks: Vec<_> = (0..FIRST_SLAB_STACKS).map(|_| p.get(None).unwrap()).collect();
+        let (from, to) = p.classes[0].slabs[0].range();
+        assert_eq!(mappings_in(from, to), 1, "marker guards cost no mapping");
+        assert_eq!(budget.used(), 1, "one slab, one mapping");
+        stacks.into_iter().for_each(|s| p.put(s));
+    }
+    let (mut p, budget) = pool(32 * KIB, 100, GuardChoice::Mprotect);
+    let stacks: Vec<_> = (0..4).map(|_| p.get(None).unwrap()).collect();
+    let (from, to) = p.classes[0].slabs[0].range();
+    // guard, stack, guard, stack, guard, stack, guard, stack + untouched rest
+    assert_eq!(mappings_in(from, to), 8);
+    assert_eq!(budget.used(), 1 + 2 * 4, "the budget over-counts, never under");
+    stacks.into_iter().for_each(|s| p.put(s));
+    drop(p);
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn exhausted_budget_is_a_clear_error() {
+    // One slab plus three mprotect guards fit in seven mappings.
+    let budget = Arc::new(MapBudget::new(Some(65530), 7));
+    let mut p = StackPool::with_guards(32 * KIB, 8, GuardChoice::Mprotect, budget.clone());
+    let ok: Vec<_> = (0..3).map(|_| p.get(None).unwrap()).collect();
+    let err = p.get(None).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("vm.max_map_count = 65530"), "{msg}");
+    assert!(msg.contains("sysctl -w vm.max_map_count="), "{msg}");
+    assert!(msg.contains("fiber stack"), "{msg}");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOMEM));
+    // Stacks given back are reused without new mappings.
+    ok.into_iter().for_each(|s| p.put(s));
+    let again: Vec<_> = (0..3).map(|_| p.get(None).unwrap()).collect();
+    assert!(p.get(None).is_err());
+    again.into_iter().for_each(|s| p.put(s));
+    drop(p);
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn stacks_are_reused_lifo() {
+    let (mut p, _) = pool(64 * KIB, 8, GuardChoice::Auto);
+    let a = p.get(None).unwrap();
+    let b = p.get(None).unwrap();
+    let (ta, tb) = (a.top(), b.top());
+    p.put(a);
+    p.put(b);
+    assert_eq!(p.idle_count(), 2);
+    assert_eq!(p.get(None).unwrap().top(), tb, "the warmest stack first");
+    assert_eq!(p.get(None).unwrap().top(), ta);
+    assert_eq!(p.idle_count(), 0);
+    // (dropping a pool with stacks out leaks its slabs: see below)
+}
+
+#[test]
+fn idle_stacks_past_the_bound_are_discarded_and_keep_their_guards() {
+    for guards in [GuardChoice::Auto, GuardChoice::Mprotect] {
+        let max_idle = 4;
+        let (mut p, _) = pool(16 * KIB, max_idle, guards);
+        let n = max_idle + TRIM_BATCH;
+        let stacks: Vec<_> = (0..n).map(|_| p.get(None).unwrap()).collect();
+        let tops: Vec<usize> = stacks.iter().map(|s| s.top()).collect();
+        for s in &stacks {
+            // SAFETY: the stack is ours (handed out, not running).
+            unsafe { ((s.top() - 8) as *mut u64).write(0xfeed) };
+        }
+        for s in stacks {
+            p.put(s);
+        }
+        assert_eq!(p.idle_count(), n);
+        assert_eq!(p.classes[0].warm.len(), max_idle, "{guards:?}");
+        assert_eq!(p.classes[0].cold.len(), n - max_idle);
+        let warm: Vec<usize> = p.classes[0].warm.iter().map(|s| s.top()).collect();
+        assert_eq!(warm, tops[n - max_idle..], "the most recent stay warm");
+        for s in &p.classes[0].cold {
+            // SAFETY: idle stack of ours; DONTNEED made it read as zeros.
+            let v = unsafe { ((s.top() - 8) as *const u64).read() };
+            assert_eq!(v, 0, "{guards:?}: memory went back to the OS");
+            assert!(!readable(s.guard().0), "{guards:?}: guard survives DONTNEED");
+        }
+        for s in &p.classes[0].warm {
+            // SAFETY: idle stack of ours, not discarded.
+            let v = unsafe { ((s.top() - 8) as *const u64).read() };
+            assert_eq!(v, 0xfeed, "{guards:?}: warm stacks keep their pages");
+        }
+        // Warm ones are handed out first, then the cold ones.
+        let again: Vec<_> = (0..n).map(|_| p.get(None).unwrap()).collect();
+        assert_eq!(again[0].top(), tops[n - 1]);
+        assert!(again.iter().all(|s| !readable(s.guard().0)));
+        again.into_iter().for_each(|s| p.put(s));
+    }
+}
+
+#[test]
+fn a_pool_dropped_with_stacks_out_leaks_its_slabs() {
+    let (mut p, budget) = pool(16 * KIB, 8, GuardChoice::Auto);
+    let s = p.get(None).unwrap();
+    let (guard, top) = (s.guard().0, s.top());
+    std::mem::forget(s);
+    drop(p);
+    assert!(readable(top - 1), "a leaked fiber's stack stays mapped");
+    assert!(!readable(guard), "and guarded");
+    assert!(budget.used() >= 1);
+}
+
+#[test]
+fn sizes_round_up() {
+    let page = os::page_size();
+    assert_eq!(round_size(1), MIN_STACK_SIZE);
+    assert_eq!(round_size(MIN_STACK_SIZE + 1), MIN_STACK_SIZE + page);
+    assert_eq!(round_size(usize::MAX) % page, 0);
+    let (mut p, _) = pool(16 * KIB, 8, GuardChoice::Auto);
+    let err = p.get(Some(usize::MAX)).unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+}
+
+const CHILD_ENV: &str = "WEFT_STACK_TEST_CHILD";
+
+/// Run by the tests below in a child process: writes into a guard page.
+#[test]
+fn child_writes_into_a_guard_page() {
+    let guards = match std::env::var(CHILD_ENV).as_deref() {
+        Ok("auto") => GuardChoice::Auto,
+        Ok("mprotect") => GuardChoice::Mprotect,
+        _ => return, // not in a child: nothing to do
+    };
+    let (mut p, _) = pool(16 * KIB, 8, guards);
+    let s = p.get(None).unwrap();
+    // SAFETY: not safe at all: this faults, on purpose, in a child process.
+    unsafe { (s.guard().0 as *mut u8).add(100).write_volatile(1) };
+    unreachable!("the write into a guard page did not fault");
+}
+
+#[test]
+fn writing_into_a_guard_page_is_reported_and_aborts() {
+    use std::os::unix::process::ExitStatusExt;
+    for mode in ["auto", "mprotect"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "stack::tests::child_writes_into_a_guard_page"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, mode)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("weft: fiber stack overflow"), "{mode}: {stderr}");
+        assert!(stderr.contains("in the guard page of a weft fiber stack"), "{stderr}");
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{mode}: {stderr}");
+    }
+}
