@@ -32,12 +32,14 @@ use std::time::{Duration, SystemTime};
 
 pub mod action;
 pub mod flow;
+pub mod fs;
 pub mod handler;
 pub mod net;
 pub mod scripted_net;
 
 pub use action::Action;
 pub use flow::{CopyMethod, Flow};
+pub use fs::MemFs;
 pub use handler::Handler;
 pub use net::{MemNet, OpenResources};
 pub use scripted_net::{Conn, ListeningSocket, Net};
@@ -61,6 +63,7 @@ pub struct Config {
     external_wait: Option<Duration>,
     seed: u64,
     net: Option<MemNet>,
+    fs: Option<MemFs>,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Config {
             external_wait: None,
             seed: 0,
             net: None,
+            fs: None,
         }
     }
 
@@ -102,6 +106,15 @@ impl Config {
     /// ([`MemNet::add_host`]).
     pub fn net(mut self, net: MemNet) -> Config {
         self.net = Some(net);
+        self
+    }
+
+    /// Runs on `fs` instead of a fresh in-memory filesystem (an empty
+    /// `/work` as the working directory, see [`MemFs`]), so a test can
+    /// prepare it ([`MemFs::write`]) or inspect it afterwards
+    /// ([`MemFs::read`], [`MemFs::open_handles`]).
+    pub fn fs(mut self, fs: MemFs) -> Config {
+        self.fs = Some(fs);
         self
     }
 
@@ -144,10 +157,14 @@ impl Config {
             external_wait: self.external_wait,
         };
         let net = self.net.clone().unwrap_or_default();
-        // Domains started from this run share its in-memory network.
-        let domain_config = self.clone().net(net.clone());
+        let fs = self.fs.clone().unwrap_or_default();
+        // Domains started from this run share its in-memory network and
+        // filesystem.
+        let domain_config = self.clone().net(net.clone()).fs(fs.clone());
+        let (fs_dir, cwd_dir) = fs.dirs();
         let env = Env::for_backend("mock")
             .with_net(weft_core::net::Net::new(Arc::new(net)))
+            .with_fs(fs_dir, cwd_dir)
             .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(
                 weft_core::random::SeededRandom::new(self.seed),
             )))
