@@ -1,4 +1,5 @@
-//! Conformance: `env.cwd()`, confined to the process's working directory.
+//! Conformance: `env.cwd()`, confined to the working directory (the
+//! process's under POSIX, `/work` under the mock).
 //!
 //! The working directory is shared by every test in the process, so this
 //! test never changes it: it works only inside a uniquely named
@@ -8,28 +9,29 @@
 mod support;
 
 use rstest::rstest;
-use support::{assert_denied, serial};
+use support::{assert_denied, serial, Host, Resolve};
 use weft::fs::Create;
 use weft::Backend;
 
 /// Removes the test's subdirectory of the working directory on drop.
-struct Cleanup(std::path::PathBuf);
+struct Cleanup<'h>(&'h Host, String);
 
-impl Drop for Cleanup {
+impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.remove_all(&self.1);
     }
 }
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn cwd_is_confined_to_the_working_directory(#[case] backend: Backend) {
     let _serial = serial();
+    let host = Host::new(backend);
     let name = format!("weft-fs-cwd-test-{}", std::process::id());
-    let real = std::env::current_dir().unwrap().join(&name);
-    let _cleanup = Cleanup(real.clone());
-    let before = support::settled_fds();
-    weft::run_with(backend, |env| {
+    let real = format!("{}/{name}", host.cwd());
+    let _cleanup = Cleanup(&host, real.clone());
+    host.run(backend, Resolve::Kernel, |env| {
         let cwd = env.cwd();
         assert_eq!(cwd.label(), "cwd");
         let top = &cwd / name.as_str();
@@ -37,7 +39,7 @@ fn cwd_is_confined_to_the_working_directory(#[case] backend: Backend) {
         top.mkdir(0o700)?;
         (&top / "dir1").mkdir(0o700)?;
         (&top / "dir1/file1").save("A", Create::Exclusive(0o600))?;
-        assert_eq!(std::fs::read(real.join("dir1/file1")).unwrap(), b"A");
+        assert_eq!(host.read(format!("{real}/dir1/file1")), b"A");
         assert!(cwd.path().read_dir()?.contains(&name));
         assert_eq!((&top / "dir1").read_dir()?, ["file1"]);
 
@@ -50,10 +52,12 @@ fn cwd_is_confined_to_the_working_directory(#[case] backend: Backend) {
             (&cwd / "../x").mkdir(0o700),
             "creating directory <cwd:../x>",
         );
-        let abs = real.join("dir1/file1");
-        let abs = abs.to_str().unwrap();
-        assert_denied((&cwd / abs).load(), &format!("opening <cwd:{abs}>"));
-        std::os::unix::fs::symlink("..", real.join("up")).unwrap();
+        let abs = format!("{real}/dir1/file1");
+        assert_denied(
+            (&cwd / abs.as_str()).load(),
+            &format!("opening <cwd:{abs}>"),
+        );
+        host.symlink("..", format!("{real}/up"));
         assert_denied((&top / "up/../x").stat(), "examining");
         assert_eq!((&top / "up").stat()?.kind, weft::fs::FileKind::Directory);
 
@@ -62,9 +66,7 @@ fn cwd_is_confined_to_the_working_directory(#[case] backend: Backend) {
         assert_denied((&dir1 / "../up").lstat(), "examining <dir1:../up>");
 
         top.rmtree()?;
-        assert!(!real.exists());
+        assert!(!host.exists(&real));
         Ok(())
-    })
-    .unwrap();
-    support::assert_fds_settle(before);
+    });
 }

@@ -6,8 +6,7 @@
 mod support;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rstest::rstest;
 use support::{assert_err, assert_fs_err, with_scratch, Resolve};
@@ -17,6 +16,7 @@ use weft::{fiber, Backend, ErrorKind, FsError};
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn create_modes(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -30,7 +30,7 @@ fn create_modes(#[case] backend: Backend) {
                 FsError::NotFound,
                 &format!("opening <{l}:test-file>"),
             );
-            assert!(!scratch.join("test-file").exists());
+            assert!(!scratch.exists(scratch.join("test-file")));
 
             f.save("1st-write-original", Create::IfMissing(0o666))?;
             f.save("2nd-write", Create::IfMissing(0o666))?;
@@ -65,11 +65,7 @@ fn create_modes(#[case] backend: Backend) {
 
             (root / "private").save("p", Create::Exclusive(0o600))?;
             assert_eq!((root / "private").stat()?.perm & 0o777, 0o600);
-            let mode = std::fs::metadata(scratch.join("private"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            assert_eq!(scratch.mode(scratch.join("private")) & 0o777, 0o600);
             assert_fs_err(
                 (root / "missing-dir/file").save("x", Create::IfMissing(0o600)),
                 FsError::NotFound,
@@ -90,6 +86,7 @@ fn create_modes(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn file_positioned_io_seek_truncate_sync(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -164,6 +161,7 @@ fn file_positioned_io_seek_truncate_sync(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn big_files_and_many_fibers(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -202,6 +200,10 @@ fn big_files_and_many_fibers(#[case] backend: Backend) {
 /// Every file call is a cancellation point, even when the data is there at
 /// once; a call still running on its system thread keeps its fd open until
 /// it finishes, and nothing leaks (checked by `with_scratch`).
+///
+/// POSIX only: it relies on file calls suspending the fiber (so that a
+/// sibling gets to fail meanwhile) and on `/dev/zero`. The mock's calls
+/// never suspend; `file_calls_are_cancellation_points` covers both.
 #[rstest]
 #[case::posix(Backend::Posix)]
 fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
@@ -243,8 +245,67 @@ fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
     });
 }
 
+/// Nothing starts from a cancelled fiber: each directory and file call
+/// fails with `Cancelled` and changes nothing, whether the backend
+/// suspends for it (POSIX) or not (the mock).
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn file_calls_are_cancellation_points(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-cancel-points",
+        |_env, root, scratch| {
+            let path = root / "file";
+            path.save("original", Create::Exclusive(0o600))?;
+            let file = path.open_out(OpenOut::new(Create::Never))?;
+            let stop = || weft::Error::msg(ErrorKind::InvalidInput, "stop");
+            // A reader that cancels its own context after a few reads.
+            let mut reads = 0;
+            let r: weft::Result<()> = weft::cancel::sub(|scope| loop {
+                let mut buf = [0u8; 4];
+                file.read_exact_at(&mut buf, 0)?;
+                reads += 1;
+                if reads == 3 {
+                    scope.cancel(stop());
+                }
+            });
+            assert!(r.unwrap_err().is_cancelled());
+            assert_eq!(reads, 3, "the read after the cancellation did not happen");
+            let r: weft::Result<()> = weft::cancel::sub(|scope| {
+                scope.cancel(stop());
+                let calls: [(&str, weft::Result<()>); 12] = [
+                    ("mkdir", (root / "never").mkdir(0o700)),
+                    ("save", (root / "never").save("x", Create::Exclusive(0o600))),
+                    ("open", path.open_in().map(drop)),
+                    ("stat", path.stat().map(drop)),
+                    ("read_dir", root.path().read_dir().map(drop)),
+                    ("rename", path.rename(&(root / "moved"))),
+                    ("unlink", path.unlink()),
+                    ("rmtree", path.rmtree()),
+                    ("symlink", (root / "link").symlink("file")),
+                    ("write", file.write_all_at(b"changed", 0)),
+                    ("set_len", file.set_len(0)),
+                    ("read", file.read_at(&mut [0u8; 4], 0).map(drop)),
+                ];
+                for (what, r) in calls {
+                    assert!(r.unwrap_err().is_cancelled(), "{what}");
+                }
+                Ok(())
+            });
+            r?;
+            drop(file);
+            assert_eq!(root.path().read_dir()?, ["file"]);
+            assert_eq!(scratch.read(scratch.join("file")), b"original");
+            Ok(())
+        },
+    );
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn read_dir_is_sorted(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -282,6 +343,7 @@ fn read_dir_is_sorted(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -295,7 +357,7 @@ fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
             nested.mkdirs(0o700)?; // exists: fine
             (root / ".").mkdirs(0o700)?;
             (root / "./test//////////////test").mkdirs(0o700)?;
-            assert!(scratch.join("test/test").is_dir());
+            assert!(scratch.is_dir(scratch.join("test/test")));
             assert_fs_err(
                 (root / "subdir1").mkdir(0o700),
                 FsError::AlreadyExists,
@@ -313,15 +375,15 @@ fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
                 "creating",
             );
             // Through a symlink to a directory.
-            symlink("subdir1", scratch.join("to-subdir")).unwrap();
+            scratch.symlink("subdir1", scratch.join("to-subdir"));
             (root / "to-subdir/nested").mkdir(0o700)?;
-            assert!(scratch.join("subdir1/nested").is_dir());
+            assert!(scratch.is_dir(scratch.join("subdir1/nested")));
             assert_fs_err(
                 (root / "to-subdir").mkdir(0o700),
                 FsError::AlreadyExists,
                 "creating",
             );
-            symlink("foo", scratch.join("dangle")).unwrap();
+            scratch.symlink("foo", scratch.join("dangle"));
             assert_fs_err(
                 (root / "dangle/foo").mkdir(0o700),
                 FsError::NotFound,
@@ -334,7 +396,7 @@ fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
                 &format!("removing directory <{l}:subdir1>"),
             );
             (root / "to-subdir/nested").rmdir()?;
-            assert!(!scratch.join("subdir1/nested").exists());
+            assert!(!scratch.exists(scratch.join("subdir1/nested")));
             assert_fs_err(
                 (root / "missing").rmdir(),
                 FsError::NotFound,
@@ -359,7 +421,7 @@ fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
             (root / "file").unlink()?;
             assert!(!(root / "file").exists()?);
             (root / "to-subdir").unlink()?; // the link, not the directory
-            assert!(scratch.join("subdir1/subdir2").is_dir());
+            assert!(scratch.is_dir(scratch.join("subdir1/subdir2")));
             Ok(())
         },
     );
@@ -368,10 +430,11 @@ fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
 #[rstest]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
+#[case::mock(Backend::Mock, Resolve::Kernel)]
 fn rmtree_does_not_follow_links(#[case] backend: Backend, #[case] resolve: Resolve) {
     with_scratch(backend, resolve, "files-rmtree", |_env, root, scratch| {
-        std::fs::create_dir_all(scratch.out("keep/deep")).unwrap();
-        std::fs::write(scratch.out("keep/deep/file"), "keep").unwrap();
+        scratch.mkdirs(scratch.out("keep/deep"));
+        scratch.write(scratch.out("keep/deep/file"), "keep");
         let l = scratch.label();
         let foo = root / "foo";
         (&foo / "bar/baz").mkdirs(0o700)?;
@@ -379,24 +442,20 @@ fn rmtree_does_not_follow_links(#[case] backend: Backend, #[case] resolve: Resol
         for i in 0..20 {
             (&foo / format!("bar/baz/f{i}")).save("x", Create::Exclusive(0o600))?;
         }
-        symlink(scratch.out("keep"), scratch.join("foo/out-abs")).unwrap();
-        symlink(
+        scratch.symlink(scratch.out("keep"), scratch.join("foo/out-abs"));
+        scratch.symlink(
             format!("../../{}/keep", scratch.outside_name()),
             scratch.join("foo/out-rel"),
-        )
-        .unwrap();
-        symlink("bar", scratch.join("foo/in")).unwrap();
-        symlink("missing", scratch.join("foo/bar/dangling")).unwrap();
+        );
+        scratch.symlink("bar", scratch.join("foo/in"));
+        scratch.symlink("missing", scratch.join("foo/bar/dangling"));
         let deep = "d/".repeat(60);
         (&foo / deep.as_str()).mkdirs(0o700)?;
         (root / "keep-me").save("kept", Create::Exclusive(0o600))?;
 
         foo.rmtree()?;
-        assert!(!scratch.join("foo").exists());
-        assert_eq!(
-            std::fs::read(scratch.out("keep/deep/file")).unwrap(),
-            b"keep"
-        );
+        assert!(!scratch.exists(scratch.join("foo")));
+        assert_eq!(scratch.read(scratch.out("keep/deep/file")), b"keep");
         assert_eq!((root / "keep-me").load_string()?, "kept");
         assert_fs_err(
             foo.rmtree(),
@@ -409,20 +468,21 @@ fn rmtree_does_not_follow_links(#[case] backend: Backend, #[case] resolve: Resol
         (root / "dir/sub").mkdirs(0o700)?;
         (root / "link").symlink("dir")?;
         (root / "link").rmtree()?;
-        assert!(scratch.join("dir/sub").is_dir());
+        assert!(scratch.is_dir(scratch.join("dir/sub")));
         (root / "plain").save("x", Create::Exclusive(0o600))?;
         (root / "plain").rmtree()?;
-        assert!(!scratch.join("plain").exists());
+        assert!(!scratch.exists(scratch.join("plain")));
         // Through a link in the parent: the target's entry is removed.
         (root / "link2").symlink("dir")?;
         (root / "link2/sub").rmtree()?;
-        assert!(!scratch.join("dir/sub").exists());
+        assert!(!scratch.exists(scratch.join("dir/sub")));
         Ok(())
     });
 }
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn rename_within_and_across_dirs(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -447,7 +507,7 @@ fn rename_within_and_across_dirs(#[case] backend: Backend) {
             (root / "other").save("OTHER", Create::Exclusive(0o600))?;
             (root / "other").rename(&(root / "foo"))?;
             assert_eq!((root / "foo").load_string()?, "OTHER");
-            assert!(!scratch.join("other").exists());
+            assert!(!scratch.exists(scratch.join("other")));
             assert_fs_err(
                 (root / "missing").rename(&(root / "x")),
                 FsError::NotFound,
@@ -455,8 +515,8 @@ fn rename_within_and_across_dirs(#[case] backend: Backend) {
             );
             // Into the unconfined fs by absolute path.
             let dest = scratch.join("via-fs");
-            (root / "foo").rename(&(env.fs() / dest.to_str().unwrap()))?;
-            assert_eq!(std::fs::read(dest).unwrap(), b"OTHER");
+            (root / "foo").rename(&(env.fs() / dest.as_str()))?;
+            assert_eq!(scratch.read(&dest), b"OTHER");
             Ok(())
         },
     );
@@ -464,6 +524,7 @@ fn rename_within_and_across_dirs(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -471,7 +532,7 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
         "files-stat",
         |env, root, scratch| {
             let l = scratch.label();
-            let start = SystemTime::now() - Duration::from_secs(5);
+            let start = env.clock().now()? - Duration::from_secs(5);
             (root / "subdir").mkdir(0o755)?;
             (root / "file").save("kingbula", Create::Exclusive(0o640))?;
             (root / "link").symlink("file")?;
@@ -484,10 +545,10 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
                 (st.kind, st.size, st.perm & 0o777),
                 (FileKind::File, 8, 0o640)
             );
-            assert!(st.mtime >= start && st.mtime <= SystemTime::now() + Duration::from_secs(5));
+            let end = env.clock().now()? + Duration::from_secs(5);
+            assert!(st.mtime >= start && st.mtime <= end);
             assert!(st.nlink >= 1 && st.ino != 0);
-            let meta = std::fs::metadata(scratch.join("file")).unwrap();
-            assert_eq!(st.ino, std::os::unix::fs::MetadataExt::ino(&meta));
+            assert_eq!(st.ino, scratch.ino(scratch.join("file")));
             assert_eq!((root / "subdir").stat()?.kind, FileKind::Directory);
             assert_eq!((root / "link").stat()?.kind, FileKind::File);
             assert_eq!((root / "link").lstat()?.kind, FileKind::Symlink);
@@ -508,7 +569,9 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
                 FsError::NotFound,
                 "examining",
             );
-            assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
+            if backend != Backend::Mock {
+                assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
+            }
 
             assert!((root / "file").exists()? && (root / "file").is_file()?);
             assert!(!(root / "file").is_dir()? && (root / "dirlink").is_dir()?);
@@ -536,6 +599,7 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn paths_display_like_eio(#[case] backend: Backend) {
     with_scratch(
         backend,

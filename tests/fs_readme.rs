@@ -27,6 +27,7 @@ fn try_save(path: &Path, data: &str) -> String {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn save_then_stream_lines(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -47,11 +48,7 @@ fn save_then_stream_lines(#[case] backend: Backend) {
                 Ok(seen)
             })?;
             assert_eq!(seen, ["line one", "line two"]);
-            let perm = std::fs::metadata(scratch.join("test.txt")).unwrap();
-            assert_eq!(
-                std::os::unix::fs::PermissionsExt::mode(&perm.permissions()) & 0o777,
-                0o600
-            );
+            assert_eq!(scratch.mode(scratch.join("test.txt")) & 0o777, 0o600);
             Ok(())
         },
     );
@@ -59,6 +56,7 @@ fn save_then_stream_lines(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn mkdir_only_below_the_root(#[case] backend: Backend) {
     with_scratch(
         backend,
@@ -71,7 +69,7 @@ fn mkdir_only_below_the_root(#[case] backend: Backend) {
                 try_mkdir(&(root / "dir1")),
                 format!("mkdir <{label}:dir1> : ok")
             );
-            assert!(scratch.join("dir1").is_dir());
+            assert!(scratch.is_dir(scratch.join("dir1")));
             let up = try_mkdir(&(root / "../dir2"));
             assert!(
                 up.starts_with("fs: permission denied")
@@ -84,8 +82,8 @@ fn mkdir_only_below_the_root(#[case] backend: Backend) {
                     && abs.ends_with(&format!("creating directory <{label}:{outside}>")),
                 "{abs}"
             );
-            assert!(!std::path::Path::new(&outside).exists());
-            assert!(!scratch.path.parent().unwrap().join("dir2").exists());
+            assert!(!scratch.exists(&outside));
+            assert!(!scratch.exists(scratch.sibling("dir2")));
             Ok(())
         },
     );
@@ -94,6 +92,7 @@ fn mkdir_only_below_the_root(#[case] backend: Backend) {
 #[rstest]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
+#[case::mock(Backend::Mock, Resolve::Kernel)]
 fn symlinks_are_checked_too(#[case] backend: Backend, #[case] resolve: Resolve) {
     with_scratch(
         backend,
@@ -101,8 +100,8 @@ fn symlinks_are_checked_too(#[case] backend: Backend, #[case] resolve: Resolve) 
         "readme-symlinks",
         |_env, root, scratch| {
             (root / "dir1").mkdir(0o700)?;
-            std::os::unix::fs::symlink("dir1", scratch.join("link-to-dir1")).unwrap();
-            std::os::unix::fs::symlink(&scratch.outside, scratch.join("link-to-tmp")).unwrap();
+            scratch.symlink("dir1", scratch.join("link-to-dir1"));
+            scratch.symlink(&scratch.outside, scratch.join("link-to-tmp"));
             let label = scratch.label();
             assert_eq!(
                 try_save(&(root / "dir1/file1"), "A"),
@@ -116,9 +115,9 @@ fn symlinks_are_checked_too(#[case] backend: Backend, #[case] resolve: Resolve) 
                 (root / "link-to-tmp/file3").save("C", Create::Exclusive(0o600)),
                 &format!("opening <{label}:link-to-tmp/file3>"),
             );
-            assert_eq!(std::fs::read(scratch.join("dir1/file1")).unwrap(), b"A");
-            assert_eq!(std::fs::read(scratch.join("dir1/file2")).unwrap(), b"B");
-            assert!(!scratch.out("file3").exists());
+            assert_eq!(scratch.read(scratch.join("dir1/file1")), b"A");
+            assert_eq!(scratch.read(scratch.join("dir1/file2")), b"B");
+            assert!(!scratch.exists(scratch.out("file3")));
             Ok(())
         },
     );
@@ -127,6 +126,7 @@ fn symlinks_are_checked_too(#[case] backend: Backend, #[case] resolve: Resolve) 
 #[rstest]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
+#[case::mock(Backend::Mock, Resolve::Kernel)]
 fn open_dir_makes_a_smaller_sandbox(#[case] backend: Backend, #[case] resolve: Resolve) {
     with_scratch(
         backend,
@@ -141,8 +141,8 @@ fn open_dir_makes_a_smaller_sandbox(#[case] backend: Backend, #[case] resolve: R
                 (&dir1 / "../file5").save("E", Create::Exclusive(0o600)),
                 "opening <dir1:../file5>",
             );
-            assert_eq!(std::fs::read(scratch.join("dir1/file4")).unwrap(), b"D");
-            assert!(!scratch.join("file5").exists());
+            assert_eq!(scratch.read(scratch.join("dir1/file4")), b"D");
+            assert!(!scratch.exists(scratch.join("file5")));
             Ok(())
         },
     );
@@ -151,6 +151,7 @@ fn open_dir_makes_a_smaller_sandbox(#[case] backend: Backend, #[case] resolve: R
 /// Eio's `Atomic_file`: a mutex keeps a load from seeing a half-done save.
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
 fn atomic_file_with_a_mutex(#[case] backend: Backend) {
     struct AtomicFile {
         path: Path,

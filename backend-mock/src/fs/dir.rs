@@ -100,14 +100,14 @@ pub(crate) fn open(t: &mut Tree, base: Base, path: &str, opts: Option<&OpenOut>)
         (Found::Node(_), _) if exclusive => Err(fs_err(FsError::AlreadyExists)),
         (Found::Node(ino), _) if opts.is_none() => Ok(ino),
         (Found::Node(ino), _) => {
+            let truncate = matches!(opts.map(|o| o.create), Some(Create::OrTruncate(_)));
             let now = t.now();
-            match &mut t.get_mut(ino).body {
+            let inode = t.get_mut(ino);
+            match &mut inode.body {
                 Body::Dir { .. } => return Err(fs_err(FsError::IsADirectory)),
-                Body::File(data) if matches!(opts, Some(o) if matches!(o.create, Create::OrTruncate(_))) =>
-                {
+                Body::File(data) if truncate => {
                     data.clear();
-                    let i = t.get_mut(ino);
-                    (i.mtime, i.ctime) = (now, now);
+                    (inode.mtime, inode.ctime) = (now, now);
                 }
                 _ => {}
             }
