@@ -26,11 +26,21 @@ pub use weft_core::{
 };
 
 /// A backend weft can run on.
+///
+/// [`run`] picks one at run time ([`Backend::from_env`]): `WEFT_BACKEND`
+/// (`uring`, `posix` or `mock`) if set, else io_uring where the kernel
+/// allows it and the io_uring backend provides every capability, else
+/// POSIX. [`run_with`] takes one explicitly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// Linux io_uring (not available yet: selecting it is an error).
+    /// Linux io_uring: one ring per scheduler thread, submissions batched
+    /// once per scheduler turn. Needs Linux 5.11 or later with io_uring
+    /// allowed (see [`weft_uring::probe`]). The network, domains, random
+    /// bytes and standard streams run on it; the filesystem and processes
+    /// do not yet ([`weft_uring::MISSING_CAPABILITIES`]).
     Uring,
-    /// Readiness-based IO on epoll (`polling`).
+    /// Readiness-based IO on epoll (`polling`): the fallback, and
+    /// `WEFT_BACKEND=posix`.
     Posix,
     /// The deterministic mock backend.
     Mock,
@@ -51,12 +61,36 @@ impl Backend {
         }
     }
 
-    /// The backend `run` picks: `WEFT_BACKEND` if set, else the best this
-    /// machine supports (today: POSIX).
+    /// The backend `run` picks: `WEFT_BACKEND` if set, else
+    /// [`Backend::best`].
+    ///
+    /// `WEFT_BACKEND=uring` fails here, with the reason, when io_uring
+    /// cannot start on this machine (kernel too old, `io_uring_setup`
+    /// refused by seccomp, the locked-memory limit or the sysctl
+    /// `kernel.io_uring_disabled`).
     pub fn from_env() -> Result<Backend> {
         match std::env::var("WEFT_BACKEND") {
-            Ok(v) if !v.trim().is_empty() => Backend::from_name(&v),
-            _ => Ok(Backend::Posix),
+            Ok(v) if !v.trim().is_empty() => {
+                let b = Backend::from_name(&v)?;
+                if b == Backend::Uring {
+                    weft_uring::probe().map_err(|e| {
+                        e.context("WEFT_BACKEND=uring asks for io_uring, which cannot start here")
+                    })?;
+                }
+                Ok(b)
+            }
+            _ => Ok(Backend::best()),
+        }
+    }
+
+    /// The best backend for this machine: io_uring if [`weft_uring::probe`]
+    /// succeeds and the io_uring backend provides every capability of the
+    /// `Env`; otherwise POSIX.
+    pub fn best() -> Backend {
+        if weft_uring::MISSING_CAPABILITIES.is_empty() && weft_uring::probe().is_ok() {
+            Backend::Uring
+        } else {
+            Backend::Posix
         }
     }
 }
@@ -79,10 +113,7 @@ pub fn run_with<T>(backend: Backend, main: impl FnOnce(&Env) -> Result<T>) -> Re
     match backend {
         Backend::Posix => weft_posix::run(&RunConfig::default(), main),
         Backend::Mock => weft_mock::run(main),
-        Backend::Uring => Err(Error::msg(
-            ErrorKind::InvalidInput,
-            "the io_uring backend is not available in this build yet; use WEFT_BACKEND=posix",
-        )),
+        Backend::Uring => weft_uring::run(&RunConfig::default(), main),
     }
 }
 
@@ -92,5 +123,14 @@ pub mod mock {
     pub use weft_mock::{
         run, run_traced, Action, Config, Conn, CopyMethod, Flow, Handler, ListeningSocket, MemFs,
         MemNet, Net, OpenResources,
+    };
+}
+
+/// The io_uring backend's own API: probing, ring sizes and counters, and
+/// the low-level fiber-suspending operations.
+pub mod uring {
+    pub use weft_uring::{
+        ops, probe, run, run_with_options, setup, stats, RingOptions, RingStats, Setup,
+        MISSING_CAPABILITIES,
     };
 }

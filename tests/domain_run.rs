@@ -15,6 +15,7 @@ fn sum_to(n: u64) -> u64 {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn domains_compute_in_parallel(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -31,6 +32,7 @@ fn domains_compute_in_parallel(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn errors_and_panics_come_back(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -51,6 +53,7 @@ fn errors_and_panics_come_back(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn cancelling_the_caller_cancels_the_domain_and_waits_for_it(#[case] backend: Backend) {
     let stopped = Arc::new(AtomicUsize::new(0));
@@ -76,6 +79,7 @@ fn cancelling_the_caller_cancels_the_domain_and_waits_for_it(#[case] backend: Ba
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn streams_and_promises_cross_domains(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -102,6 +106,7 @@ fn streams_and_promises_cross_domains(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn executor_pool_runs_jobs_and_respects_weights(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -142,6 +147,7 @@ fn executor_pool_runs_jobs_and_respects_weights(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn a_pool_needs_a_domain(#[case] backend: Backend) {
     weft::run_with(backend, |env| {

@@ -8,6 +8,7 @@ use weft::Backend;
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn random_bytes_fill_the_buffer(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -83,6 +84,7 @@ fn stdin_reads_and_a_cancelled_read_loses_nothing(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn stdout_and_stderr_accept_writes(#[case] backend: Backend) {
     weft::run_with(backend, |env| {

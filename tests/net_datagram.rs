@@ -8,6 +8,7 @@ use weft::{Backend, ErrorKind, NetError};
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn udp_round_trip(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -39,6 +40,7 @@ fn udp_round_trip(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn unix_datagram_round_trip(#[case] backend: Backend) {
     let dir = std::env::temp_dir().join(format!("weft-dgram-{}-{backend:?}", std::process::id()));
@@ -63,6 +65,7 @@ fn unix_datagram_round_trip(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn socketpair_carries_bytes_both_ways(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -81,6 +84,7 @@ fn socketpair_carries_bytes_both_ways(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn listen_options_reuse_port_and_addr_in_use(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -111,6 +115,7 @@ fn listen_options_reuse_port_and_addr_in_use(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn udp_to_nobody_succeeds_and_datagrams_keep_their_boundaries(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -144,6 +149,7 @@ fn udp_to_nobody_succeeds_and_datagrams_keep_their_boundaries(#[case] backend: B
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn udp_port_in_use(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
@@ -162,6 +168,7 @@ fn udp_port_in_use(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn a_cancelled_recv_takes_no_datagram(#[case] backend: Backend) {
     weft::run_with(backend, |env| {

@@ -51,6 +51,7 @@ fn run_leak_checked<T>(backend: Backend, main: impl FnOnce(&weft::Env) -> weft::
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn tcp_echo_round_trip(#[case] backend: Backend) {
     let _serial = serial();
@@ -91,6 +92,7 @@ fn tcp_echo_round_trip(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn sync_crates_use_streams_through_std_io(#[case] backend: Backend) {
     let _serial = serial();
@@ -127,6 +129,7 @@ fn sync_crates_use_streams_through_std_io(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn unix_socket_round_trip(#[case] backend: Backend) {
     let _serial = serial();
@@ -157,6 +160,7 @@ fn unix_socket_round_trip(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn connection_refused_names_the_address(#[case] backend: Backend) {
     let _serial = serial();
@@ -215,6 +219,7 @@ fn malformed_addresses_are_clear_errors() {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn a_cancelled_accept_returns_and_closes_nothing_it_should_not(#[case] backend: Backend) {
     let _serial = serial();
@@ -238,6 +243,7 @@ fn a_cancelled_accept_returns_and_closes_nothing_it_should_not(#[case] backend: 
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn getaddrinfo_resolves_localhost(#[case] backend: Backend) {
     let _serial = serial();
@@ -265,6 +271,7 @@ fn getaddrinfo_resolves_localhost(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn run_server_bounds_concurrency_and_serves_everyone(#[case] backend: Backend) {
     let _serial = serial();
@@ -309,6 +316,7 @@ fn run_server_bounds_concurrency_and_serves_everyone(#[case] backend: Backend) {
 // and connects with std's real sockets; the mock has neither fds nor a
 // kernel backlog to pre-fill.
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn run_server_survives_running_out_of_fds(#[case] backend: Backend) {
     let _serial = serial();
     use std::cell::{Cell, RefCell};
@@ -399,6 +407,7 @@ fn connected_pair(
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn addresses_of_both_ends_agree(#[case] backend: Backend) {
     let _serial = serial();
@@ -418,6 +427,7 @@ fn addresses_of_both_ends_agree(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn shutdown_write_delivers_buffered_bytes_then_end_of_stream(#[case] backend: Backend) {
     let _serial = serial();
@@ -439,6 +449,7 @@ fn shutdown_write_delivers_buffered_bytes_then_end_of_stream(#[case] backend: Ba
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn shutdown_read_ends_reads(#[case] backend: Backend) {
     let _serial = serial();
@@ -452,6 +463,7 @@ fn shutdown_read_ends_reads(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn a_closed_peer_means_end_of_stream_and_broken_pipe(#[case] backend: Backend) {
     let _serial = serial();
@@ -468,6 +480,7 @@ fn a_closed_peer_means_end_of_stream_and_broken_pipe(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn a_cancelled_read_loses_no_bytes(#[case] backend: Backend) {
     let _serial = serial();
@@ -489,6 +502,7 @@ fn a_cancelled_read_loses_no_bytes(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn a_megabyte_crosses_with_backpressure(#[case] backend: Backend) {
     let _serial = serial();
@@ -514,6 +528,7 @@ fn a_megabyte_crosses_with_backpressure(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 #[case::mock(Backend::Mock)]
 fn write_vectored_sends_the_buffers_in_order(#[case] backend: Backend) {
     let _serial = serial();
