@@ -403,7 +403,11 @@ impl FdRef {
         let len = buf.len().min(MAX_RW) as u32;
         let ptr = buf.as_mut_ptr();
         // SAFETY: as in `read`.
-        let n = unsafe { self.op("io_uring recv", |fd| opcode::Recv::new(fd, ptr, len).build()) }?;
+        let n = unsafe {
+            self.op("io_uring recv", |fd| {
+                opcode::Recv::new(fd, ptr, len).build()
+            })
+        }?;
         Ok(n as usize)
     }
 
@@ -537,7 +541,11 @@ impl FdRef {
     /// `how` is `libc::SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`).
     pub fn shutdown(&self, how: i32) -> Result<()> {
         // SAFETY: a shutdown names only the fd, kept open by `op`.
-        unsafe { self.op("io_uring shutdown", |fd| opcode::Shutdown::new(fd, how).build()) }?;
+        unsafe {
+            self.op("io_uring shutdown", |fd| {
+                opcode::Shutdown::new(fd, how).build()
+            })
+        }?;
         Ok(())
     }
 
