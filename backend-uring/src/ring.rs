@@ -16,7 +16,7 @@
 //! `SINGLE_ISSUER | DEFER_TASKRUN` (6.1), then `COOP_TASKRUN` (5.19), then
 //! the plain setup. [`Setup`] tells which one a ring got.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -93,14 +93,14 @@ struct Inner {
     uring: IoUring,
     ops: SlotMap<DefaultKey, Pending>,
     stats: RingStats,
+    /// Set when the wake-up poll completed and must be submitted again.
+    wake_fired: bool,
 }
 
 /// A thread's io_uring and its operations in flight.
 pub(crate) struct Ring {
     inner: RefCell<Inner>,
     setup: Setup,
-    /// Set when a wake-up poll completed and must be submitted again.
-    wake_fired: Cell<bool>,
 }
 
 /// Builds a ring, trying the best task-work mode first. `EINVAL` means
@@ -140,9 +140,9 @@ impl Ring {
                 uring,
                 ops: SlotMap::with_capacity(64),
                 stats: RingStats::default(),
+                wake_fired: false,
             }),
             setup,
-            wake_fired: Cell::new(false),
         }
     }
 
@@ -211,7 +211,7 @@ impl Ring {
 
     /// True when the wake-up poll completed since the last call.
     pub(crate) fn take_wake(&self) -> bool {
-        self.wake_fired.replace(false)
+        std::mem::take(&mut self.inner.borrow_mut().wake_fired)
     }
 
     /// Operations in flight.
@@ -273,7 +273,7 @@ impl Ring {
                 },
             }
         }
-        Ok(inner.reap(&self.wake_fired))
+        Ok(inner.reap())
     }
 
     /// Cancels everything still in flight and waits for the kernel to let
@@ -343,8 +343,7 @@ impl Inner {
                     Some(libc::EBUSY | libc::EAGAIN) => {
                         // Completions are delivered by the caller's next
                         // turn; here they only need to leave the kernel.
-                        let flag = Cell::new(false);
-                        self.reap(&flag);
+                        self.reap();
                         std::thread::yield_now();
                     }
                     _ => panic!("weft: io_uring submission failed: {e}"),
@@ -354,15 +353,18 @@ impl Inner {
     }
 
     /// Dispatches every completion in the CQ.
-    fn reap(&mut self, wake_fired: &Cell<bool>) -> usize {
+    fn reap(&mut self) -> usize {
         let mut resumed = 0;
         let Inner {
-            uring, ops, stats, ..
+            uring,
+            ops,
+            stats,
+            wake_fired,
         } = self;
         for cqe in uring.completion() {
             match cqe.user_data() {
                 UD_IGNORE => {}
-                UD_WAKE => wake_fired.set(true),
+                UD_WAKE => *wake_fired = true,
                 key => {
                     let k: DefaultKey = KeyData::from_ffi(key).into();
                     if let Some(p) = ops.remove(k) {
@@ -389,7 +391,11 @@ pub(crate) struct Installed(Option<Rc<Ring>>);
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        RING.with(|r| *r.borrow_mut() = self.0.take());
+        let prev = self.0.take();
+        // Take our ring out first and drop it outside the borrow: its
+        // teardown may take a while and must not find the slot borrowed.
+        let ours = RING.with(|r| std::mem::replace(&mut *r.borrow_mut(), prev));
+        drop(ours);
     }
 }
 
@@ -410,6 +416,9 @@ pub(crate) fn current() -> Result<Rc<Ring>> {
 }
 
 /// This thread's ring, if any.
+/// `None` also while the thread's locals are being destroyed.
 pub(crate) fn try_current() -> Option<Rc<Ring>> {
-    RING.with(|r| r.borrow().clone())
+    RING.try_with(|r| r.try_borrow().ok().and_then(|r| r.clone()))
+        .ok()
+        .flatten()
 }

@@ -33,7 +33,7 @@ fn timers_fire_in_deadline_order_on_the_real_clock() {
         let t0 = Instant::now();
         Switch::run(|sw| {
             for ms in [30u64, 10, 20] {
-                let (order, clock) = (&order, clock.clone());
+                let order = &order;
                 sw.fork(move || {
                     clock.sleep(Duration::from_millis(ms))?;
                     order.borrow_mut().push(ms);
