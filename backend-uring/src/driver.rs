@@ -12,6 +12,24 @@
 //! Other threads wake a parked ring through an `eventfd`: the ring always
 //! has a `POLL_ADD` on it in flight, re-armed each time it fires, and
 //! [`Unpark`] writes the eventfd (a single `write(2)`: async-signal-safe).
+//!
+//! ```
+//! # if weft_uring::probe().is_err() { return; }
+//! use weft_core::backend::ExternalWork;
+//! use weft_core::sync::Promise;
+//!
+//! weft_uring::run(&weft_core::RunConfig::default(), |_env| {
+//!     let (p, r) = Promise::new();
+//!     let _ext = ExternalWork::begin();
+//!     // Nothing else to do: the ring waits in the kernel until the other
+//!     // thread's resolve writes the eventfd.
+//!     let t = std::thread::spawn(move || r.resolve(42).unwrap());
+//!     assert_eq!(*p.wait()?, 42);
+//!     t.join().unwrap();
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;

@@ -15,6 +15,30 @@
 //! The ring is set up with the cheapest task-work mode the kernel accepts:
 //! `SINGLE_ISSUER | DEFER_TASKRUN` (6.1), then `COOP_TASKRUN` (5.19), then
 //! the plain setup. [`Setup`] tells which one a ring got.
+//!
+//! ```
+//! # if weft_uring::probe().is_err() { return; }
+//! use weft_core::Switch;
+//! use weft_uring::ops;
+//!
+//! weft_uring::run(&weft_core::RunConfig::default(), |_env| {
+//!     let pipes = (0..32).map(|_| ops::pipe()).collect::<weft_core::Result<Vec<_>>>()?;
+//!     let before = weft_uring::stats()?;
+//!     // 32 fibers each write once; their SQEs go to the kernel in a few
+//!     // batches, not in 32 system calls.
+//!     Switch::run(|sw| {
+//!         for (_, w) in &pipes {
+//!             sw.fork(move || w.write(b"x").map(|_| ()));
+//!         }
+//!         Ok(())
+//!     })?;
+//!     let after = weft_uring::stats()?;
+//!     assert_eq!(after.ops - before.ops, 32);
+//!     assert!(after.enters - before.enters < 32);
+//!     Ok(())
+//! })
+//! .unwrap();
+//! ```
 
 use std::cell::RefCell;
 use std::io;
