@@ -1,12 +1,12 @@
 //! Directory capabilities on the in-memory filesystem, and the operations
 //! behind them.
 //!
-//! Each operation is a function on the locked [`Tree`] and a [`Base`] (where
+//! Each operation is a function on the locked `Tree` and a `Base` (where
 //! paths start and whether they are confined), doing what the POSIX
 //! backend's system calls do, error for error: the name-in-a-directory
-//! operations resolve the parent with [`resolve::parent`] and act on the
+//! operations resolve the parent with `resolve::parent` and act on the
 //! last component, never following it; the others resolve the whole path.
-//! [`MemDir`] is the `DirBackend` that calls them for a `Dir`;
+//! `MemDir` is the `DirBackend` that calls them for a `Dir`;
 //! [`MemFs`]'s inspection methods call them for tests, unconfined.
 //!
 //! Which error for which case (all as on Linux):

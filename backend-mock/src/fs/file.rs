@@ -1,6 +1,6 @@
 //! Open files on the in-memory filesystem.
 //!
-//! A [`MemFile`] is a handle on an inode, with its own position and access
+//! A `MemFile` is a handle on an inode, with its own position and access
 //! mode, as an open file description is: two handles on one file share its
 //! bytes (a write through one is seen at once through the other) but not
 //! their positions. A handle keeps its inode alive, so a file unlinked or

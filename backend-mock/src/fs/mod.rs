@@ -12,7 +12,7 @@
 //!
 //! `env.cwd()` is confined to `/work`; `env.fs()` is the whole tree, with
 //! relative paths starting at `/work`. Paths resolve exactly as in the
-//! POSIX backend (see [`resolve`](self#confinement)), so a `Dir` is a
+//! POSIX backend (see [Confinement](#confinement)), so a `Dir` is a
 //! sandbox here too, and since nothing outside the run takes part, the same
 //! program gives the same trace — inode numbers and timestamps included.
 //!
@@ -52,7 +52,7 @@
 //! * **Directories, regular files and symlinks**, in an inode table:
 //!   several handles on one file share its bytes, a file unlinked while
 //!   open lives on for its open handles, and a `Dir` keeps its directory
-//!   even if it is removed (see [`file`] for files).
+//!   even if it is removed (see [`file`](mod@file) for files).
 //! * **Metadata**: `stat` reports the kind, size (a symlink's is the length
 //!   of its target, a directory's 4096), permission bits, link count (POSIX
 //!   style: a directory has two plus one per subdirectory), an inode number

@@ -21,7 +21,7 @@
 //!   directory.
 //!
 //! Operations on a name in a directory (mkdir, unlink, rename, symlink,
-//! lstat, …) resolve the directory with [`parent`] and act on the last
+//! lstat, …) resolve the directory with `parent` and act on the last
 //! component there, never following it, exactly as the POSIX backend does
 //! with its `*at` system calls.
 //!
