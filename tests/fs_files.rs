@@ -621,3 +621,135 @@ fn paths_display_like_eio(#[case] backend: Backend) {
         },
     );
 }
+
+/// The corners where backends could disagree: renames between kinds,
+/// names that are not entries (`""`, `.`), trailing slashes with create
+/// modes, and files shared between handles or unlinked while open.
+#[rstest]
+#[case::posix(Backend::Posix, Resolve::Kernel)]
+#[case::posix_walker(Backend::Posix, Resolve::Walker)]
+#[case::mock(Backend::Mock, Resolve::Kernel)]
+fn rename_kinds_dots_slashes_and_shared_inodes(#[case] backend: Backend, #[case] resolve: Resolve) {
+    with_scratch(backend, resolve, "files-corners", |_env, root, _scratch| {
+        (root / "full/sub").mkdirs(0o700)?;
+        (root / "empty").mkdir(0o700)?;
+        (root / "empty2").mkdir(0o700)?;
+        (root / "file").save("f", Create::Exclusive(0o600))?;
+        // Renames between kinds.
+        let rename = |a: &str, b: &str| (root / a).rename(&(root / b));
+        assert_fs_err(rename("file", "full"), FsError::IsADirectory, "renaming");
+        assert_fs_err(rename("empty", "file"), FsError::NotADirectory, "renaming");
+        assert_fs_err(
+            rename("empty", "full"),
+            FsError::DirectoryNotEmpty,
+            "renaming",
+        );
+        assert_err(
+            rename("full", "full/sub/in"),
+            ErrorKind::InvalidInput,
+            "renaming",
+        );
+        assert_fs_err(
+            rename("full/sub", "full"),
+            FsError::DirectoryNotEmpty,
+            "renaming",
+        );
+        assert_fs_err(rename("", "x"), FsError::Busy, "renaming");
+        assert_fs_err(rename("file", "full/.."), FsError::Busy, "renaming");
+        assert_fs_err(rename("missing", "x"), FsError::NotFound, "renaming");
+        assert_fs_err(rename("file", "missing/x"), FsError::NotFound, "renaming");
+        rename("file", "file")?;
+        rename("empty", "empty2")?;
+        assert!(!(root / "empty").exists()? && (root / "empty2").is_dir()?);
+        rename("full/sub", "sub")?;
+        assert_eq!((root / "full").read_dir()?, Vec::<String>::new());
+        assert_eq!((root / "full").stat()?.nlink, 2);
+        assert_eq!(root.path().stat()?.nlink, 5, "full, empty2, sub");
+
+        // Paths that name no entry.
+        assert_err(
+            (root / "").rmdir(),
+            ErrorKind::InvalidInput,
+            "removing directory",
+        );
+        assert_fs_err((root / "").unlink(), FsError::IsADirectory, "removing file");
+        assert_fs_err(
+            (root / "sub/..").symlink("x"),
+            FsError::AlreadyExists,
+            "symlink",
+        );
+        assert_err((root / ".").read_link(), ErrorKind::InvalidInput, "symlink");
+        assert_eq!((root / "sub/..").lstat()?.kind, FileKind::Directory);
+        assert_fs_err(
+            (root / "s").symlink(""),
+            FsError::NotFound,
+            "creating symlink",
+        );
+        assert_fs_err(
+            (root / "").save("x", Create::Exclusive(0o600)),
+            FsError::AlreadyExists,
+            "opening",
+        );
+        assert_fs_err(
+            (root / "sub/..").save("x", Create::IfMissing(0o600)),
+            FsError::IsADirectory,
+            "opening",
+        );
+
+        // Trailing slashes.
+        for create in [Create::IfMissing(0o600), Create::Exclusive(0o600)] {
+            for p in ["new/", "file/", "sub/"] {
+                assert_fs_err(
+                    (root / p).save("x", create),
+                    FsError::IsADirectory,
+                    "opening",
+                );
+            }
+        }
+        assert_fs_err((root / "file/").load(), FsError::NotADirectory, "opening");
+        assert_fs_err((root / "new/").load(), FsError::NotFound, "opening");
+        assert_eq!((root / "sub/").stat()?.kind, FileKind::Directory);
+        assert_fs_err((root / "file/").stat(), FsError::NotADirectory, "examining");
+        (root / "tolink").symlink("sub/")?;
+        assert_fs_err(
+            (root / "tolink").save("x", Create::IfMissing(0o600)),
+            FsError::IsADirectory,
+            "opening",
+        );
+        assert_eq!((root / "tolink").read_dir()?, Vec::<String>::new());
+
+        // One inode, several handles; unlinked while open.
+        let a = (root / "shared").open_out(OpenOut::new(Create::Exclusive(0o600)))?;
+        let b = (root / "shared").open_out(OpenOut::append(Create::Never))?;
+        let r = (root / "shared").open_in()?;
+        a.write_all(b"one")?;
+        b.write_all(b"+two")?;
+        a.write_all(b"!")?;
+        assert_eq!(r.read_all()?, "one!two", "a's position, b at the end");
+        assert_eq!(b.write_at(b"3", 0)?, 1);
+        assert_eq!(
+            (root / "shared").load_string()?,
+            "one!two3",
+            "append ignores offsets"
+        );
+        assert_eq!(a.stat()?.ino, r.stat()?.ino);
+        (root / "shared").unlink()?;
+        assert_fs_err((root / "shared").load(), FsError::NotFound, "opening");
+        a.write_all_at(b"ONE", 0)?;
+        let mut buf = [0u8; 8];
+        r.read_exact_at(&mut buf, 0)?;
+        assert_eq!(&buf, b"ONE!two3");
+        assert_eq!(r.stat()?.nlink, 0);
+        // Replaced by a rename: the old inode lives on for its handles.
+        (root / "old").save("old", Create::Exclusive(0o600))?;
+        let old = (root / "old").open_in()?;
+        (root / "new").save("new", Create::Exclusive(0o600))?;
+        rename("new", "old")?;
+        assert_eq!(old.read_all()?, "old");
+        assert_eq!((root / "old").load_string()?, "new");
+        // A read-only handle cannot change the file.
+        assert!(old.set_len(0).is_err());
+        assert!(old.write_at(b"x", 0).is_err());
+        Ok(())
+    });
+}
