@@ -11,9 +11,10 @@
 //! - [`ops`]: file descriptors ([`ops::Fd`]) and fiber-suspending
 //!   operations on them, with the cancellation rule that makes stack
 //!   buffers safe: a cancelled operation submits `IORING_OP_ASYNC_CANCEL`
-//!   and its fiber still waits for the original completion, so a result
-//!   that arrived anyway (bytes read, an accepted socket) is delivered and
-//!   the kernel never writes into memory that has been freed.
+//!   and its fiber still waits for the original completion, so the kernel
+//!   never writes into memory that has been freed, and a result that
+//!   arrived anyway (bytes read, an accepted socket) is kept for the next
+//!   read or accept on that fd instead of being lost or leaked.
 //! - the [`Env`] on top: [`run`] hands `main` the network (through the
 //!   ring), domains (each a new thread with its own ring), the kernel's
 //!   random generator and the standard streams.
