@@ -251,3 +251,40 @@ fn many_reads_cancelled_at_random_points_lose_and_reorder_nothing() {
     });
     assert_eq!(open_fds(), before);
 }
+
+#[test]
+fn a_recv_cancelled_as_a_datagram_arrives_keeps_it_for_the_next_recv() {
+    let _s = serial();
+    run(|env| {
+        let net = env.net();
+        // The sender is a plain socket: its send does not suspend, so the
+        // receiver is cancelled right after the datagram reaches the kernel.
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = net.bind_datagram(&"127.0.0.1:0".parse()?)?;
+        let b_addr = match b.local_addr()? {
+            weft_core::net::Addr::Ip(x) => x,
+            other => panic!("{other}"),
+        };
+        for i in 0..100u32 {
+            let mut buf = [0u8; 16];
+            fiber::first(
+                || {
+                    let r = b.recv_from(&mut buf);
+                    assert!(r.is_err(), "a cancelled recv took a datagram: {r:?}");
+                    r.map(|_| ())
+                },
+                || {
+                    if i % 2 == 0 {
+                        fiber::yield_now()?;
+                    }
+                    a.send_to(format!("d{i}").as_bytes(), b_addr).unwrap();
+                    Ok(())
+                },
+            )?;
+            let (n, from) = b.recv_from(&mut buf)?;
+            assert_eq!(&buf[..n], format!("d{i}").as_bytes(), "datagram {i} kept");
+            assert_eq!(from, weft_core::net::Addr::Ip(a.local_addr().unwrap()));
+        }
+        Ok(())
+    });
+}
