@@ -38,6 +38,10 @@ fn the_mock_random_source_is_seeded() {
 /// Replaces fd 0 with a pipe for the duration of `f` (this is the only test
 /// in this binary that touches fd 0).
 fn with_stdin_pipe(f: impl FnOnce(i32)) {
+    // The per-backend cases run in parallel threads of one process, and
+    // fd 0 is per process: one at a time.
+    static STDIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STDIN.lock().unwrap_or_else(|e| e.into_inner());
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array for pipe2; dup/dup2 on fds we own.
     let saved = unsafe {
@@ -58,6 +62,7 @@ fn with_stdin_pipe(f: impl FnOnce(i32)) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn stdin_reads_and_a_cancelled_read_loses_nothing(#[case] backend: Backend) {
     with_stdin_pipe(|w| {
         weft::run_with(backend, |env| {

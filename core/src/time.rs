@@ -172,11 +172,16 @@ impl MonoClock {
 /// .unwrap();
 /// ```
 pub fn with_timeout<T>(clock: MonoClock, d: Duration, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    fiber::first(
+    // The timer branch yields `None` rather than failing, so that when the
+    // deadline and `f`'s success land in the same scheduler turn the value
+    // wins: a completed read is returned, never dropped.
+    let r = fiber::first_with(
         || {
             clock.sleep(d)?;
-            Err(Error::new(ErrorKind::Timeout).context(format!("timed out after {d:?}")))
+            Ok(None)
         },
-        f,
-    )
+        || f().map(Some),
+        |a, b| a.or(b),
+    )?;
+    r.ok_or_else(|| Error::new(ErrorKind::Timeout).context(format!("timed out after {d:?}")))
 }

@@ -1,0 +1,43 @@
+//! `with_timeout` when the deadline and the work finish together.
+
+use std::time::Duration;
+
+use weft::{mock, time};
+
+#[test]
+fn a_value_that_arrives_with_the_deadline_is_kept() {
+    // Both timers fire in the same turn (the timeout's first): the work's
+    // result must not be thrown away in favour of the timeout.
+    let r = mock::run(|env| {
+        let clock = env.mono_clock();
+        time::with_timeout(clock, Duration::from_secs(1), || {
+            clock.sleep(Duration::from_secs(1))?;
+            Ok(5)
+        })
+    });
+    assert_eq!(r.unwrap(), 5);
+}
+
+#[test]
+fn a_deadline_before_the_value_is_a_timeout() {
+    let r = mock::run(|env| {
+        let clock = env.mono_clock();
+        time::with_timeout(clock, Duration::from_secs(1), || {
+            clock.sleep(Duration::from_secs(2))?;
+            Ok(5)
+        })
+    });
+    let e = r.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert_eq!(e.to_string(), "timeout, timed out after 1s");
+}
+
+#[test]
+fn an_error_from_the_work_is_returned_not_masked() {
+    let r = mock::run(|env| {
+        time::with_timeout(env.mono_clock(), Duration::from_secs(1), || {
+            Err::<(), _>(weft::Error::msg(weft::ErrorKind::InvalidInput, "bad"))
+        })
+    });
+    assert_eq!(r.unwrap_err().kind(), &weft::ErrorKind::InvalidInput);
+}
