@@ -134,3 +134,8 @@ pub mod uring {
         MISSING_CAPABILITIES,
     };
 }
+
+/// The README's examples, compiled and run as doc-tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
