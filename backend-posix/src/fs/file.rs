@@ -37,7 +37,7 @@ impl PosixFile {
         &self,
         mut f: impl FnMut(&std::fs::File) -> io::Result<T> + Send + 'static,
     ) -> Result<T> {
-        super::not_cancelled()?;
+        weft_core::fs::resolve::not_cancelled()?;
         let file = self.file.clone();
         let result = weft_core::systhread::run(move || loop {
             match f(&file) {

@@ -14,13 +14,15 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use weft_core::fs::resolve::{self as shared, not_cancelled};
+use weft_core::fs::tree::{self, Listed, Remover, Unlinked};
 use weft_core::fs::{Create, Dir, DirBackend, FileImpl, OpenOut, Stat};
-use weft_core::{Error, ErrorKind, Result};
+use weft_core::{Error, Result};
 
 mod file;
 mod resolve;
@@ -72,17 +74,6 @@ pub(crate) fn dirs() -> (Dir, Dir) {
         ),
     };
     (fs, cwd)
-}
-
-/// `Err(Cancelled)` if the calling fiber is cancelled: checked before
-/// handing an operation to a system thread, where it would run to the end
-/// (creating, renaming, removing) whatever happens to the caller.
-pub(super) fn not_cancelled() -> Result<()> {
-    match weft_core::fiber::check() {
-        Err(e) if e.is_cancelled() => Err(e),
-        // Fine, or not on a fiber at all (a plain thread may use a `Dir`).
-        _ => Ok(()),
-    }
 }
 
 /// A directory capability on POSIX.
@@ -153,10 +144,7 @@ impl DirBackend for PosixDir {
 
     fn rename(&self, from: &str, to_dir: &dyn DirBackend, to: &str) -> Result<()> {
         let Some(to_dir) = to_dir.as_any().downcast_ref::<PosixDir>() else {
-            return Err(Error::msg(
-                ErrorKind::InvalidInput,
-                "the target directory belongs to another backend",
-            ));
+            return Err(shared::other_backend());
         };
         let (from, to, to_r) = (from.to_owned(), to.to_owned(), to_dir.r.clone());
         self.blocking(move |r| {
@@ -177,11 +165,7 @@ impl DirBackend for PosixDir {
     }
 
     fn read_link(&self, path: &str) -> Result<String> {
-        let target = self.at_parent(path, sys::readlinkat)?;
-        String::from_utf8(target).map_err(|e| {
-            Error::with_source(ErrorKind::InvalidInput, e)
-                .context("the symlink's target is not UTF-8")
-        })
+        shared::link_target(self.at_parent(path, sys::readlinkat)?)
     }
 
     fn read_dir(&self, path: &str) -> Result<Vec<String>> {
@@ -227,12 +211,9 @@ impl DirBackend for PosixDir {
         self.blocking(move |r| {
             let (dir, leaf) = r.parent(&path)?;
             if leaf.to_bytes() == b"." {
-                return Err(Error::msg(
-                    ErrorKind::InvalidInput,
-                    "rmtree needs a path ending in a name",
-                ));
+                return Err(shared::rmtree_needs_a_name());
             }
-            Ok(remove_tree(dir, leaf.to_owned())?)
+            tree::remove_tree(&SysRemover, &dir, leaf.into_bytes())
         })
     }
 
@@ -241,15 +222,8 @@ impl DirBackend for PosixDir {
     }
 }
 
-/// A directory being emptied by [`remove_tree`].
-struct Level {
-    /// The directory, open for reading.
-    dir: OwnedFd,
-    /// Its name in the level above.
-    name: std::ffi::CString,
-    /// Entries still to remove.
-    todo: Vec<Vec<u8>>,
-}
+/// [`tree::remove_tree`]'s steps as blocking system calls.
+struct SysRemover;
 
 /// Whether `unlinkat(.., 0)` failed because the entry is a directory
 /// (`EISDIR` on Linux, `EPERM` elsewhere).
@@ -257,59 +231,46 @@ fn is_dir_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM))
 }
 
-/// Opens `name` in `dir` as a directory to empty: never through a symlink
-/// (`O_NOFOLLOW`), so a directory swapped for a link mid-walk is not
-/// followed. Returns `None` if `name` turned out not to be a directory.
-fn enter(dir: RawFd, name: std::ffi::CString) -> io::Result<Option<Level>> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-    let fd = match sys::openat(dir, &name, flags, 0) {
-        Ok(fd) => fd,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    let todo = sys::read_dir_names(fd.try_clone()?)?;
-    Ok(Some(Level {
-        dir: fd,
-        name,
-        todo,
-    }))
+fn entry_name(name: &[u8]) -> CString {
+    CString::new(name).expect("directory entries contain no NUL")
 }
 
-/// Removes `name` in `parent` and, for a directory, everything below it,
-/// without following symlinks. Iterative, holding one fd per level.
-fn remove_tree(parent: OwnedFd, name: std::ffi::CString) -> io::Result<()> {
-    match sys::unlinkat(parent.as_raw_fd(), &name, 0) {
-        Ok(()) => return Ok(()),
-        Err(e) if is_dir_error(&e) => {}
-        Err(e) => return Err(e),
-    }
-    let mut stack = Vec::new();
-    let Some(top) = enter(parent.as_raw_fd(), name)? else {
-        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
-    };
-    stack.push(top);
-    while let Some(level) = stack.last_mut() {
-        let Some(entry) = level.todo.pop() else {
-            let done = stack.pop().expect("the stack has a top level");
-            let above = stack
-                .last()
-                .map_or(parent.as_raw_fd(), |l| l.dir.as_raw_fd());
-            drop(done.dir);
-            sys::unlinkat(above, &done.name, libc::AT_REMOVEDIR)?;
-            continue;
-        };
-        let entry = std::ffi::CString::new(entry).expect("directory entries contain no NUL");
-        match sys::unlinkat(level.dir.as_raw_fd(), &entry, 0) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if is_dir_error(&e) => match enter(level.dir.as_raw_fd(), entry)? {
-                Some(child) => stack.push(child),
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
+impl Remover for SysRemover {
+    type Dir = OwnedFd;
+
+    fn unlink(&self, dir: &OwnedFd, name: &[u8]) -> Result<Unlinked> {
+        match sys::unlinkat(dir.as_raw_fd(), &entry_name(name), 0) {
+            Ok(()) => Ok(Unlinked::Removed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Unlinked::Missing(e.into())),
+            Err(e) if is_dir_error(&e) => Ok(Unlinked::Directory(e.into())),
+            Err(e) => Err(e.into()),
         }
     }
-    Ok(())
+
+    /// Never through a symlink (`O_NOFOLLOW`), so a directory swapped for a
+    /// link mid-walk is not followed.
+    fn open_dir(&self, dir: &OwnedFd, name: &[u8]) -> Result<Option<Listed<OwnedFd>>> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let fd = match sys::openat(dir.as_raw_fd(), &entry_name(name), flags, 0) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let names = sys::read_dir_names(fd.try_clone()?)?;
+        Ok(Some(Listed { dir: fd, names }))
+    }
+
+    fn rmdir(&self, dir: &OwnedFd, name: &[u8]) -> Result<()> {
+        Ok(sys::unlinkat(
+            dir.as_raw_fd(),
+            &entry_name(name),
+            libc::AT_REMOVEDIR,
+        )?)
+    }
+
+    fn not_a_directory(&self) -> Error {
+        Error::from(io::Error::from_raw_os_error(libc::ENOTDIR))
+    }
 }

@@ -1,35 +1,25 @@
 //! Path resolution, confined or not.
 //!
-//! A confined directory must never let a path resolve outside it. Linux
-//! (5.6+) enforces that in the kernel: `openat2` with `RESOLVE_BENEATH`
-//! fails with `EXDEV` when `..`, an absolute path or a symlink would leave
-//! the directory, and `RESOLVE_NO_MAGICLINKS` refuses `/proc`-style links.
-//! Where `openat2` is missing, [`walk`] does the same in user space: one
-//! component at a time with `openat(O_PATH | O_NOFOLLOW)`, expanding
-//! symlinks itself (at most [`MAX_SYMLINKS`]) and keeping the chain of open
-//! directories, so `..` pops back to the previous one and can never rise
-//! above the root.
+//! The rules are weft-core's ([`weft_core::fs::resolve`]), shared with the
+//! io_uring backend: `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`
+//! for confined directories where the kernel has it, else the user-space
+//! walker, whose component steps here are blocking `openat(O_PATH |
+//! O_NOFOLLOW)`, `fstatat` and `readlinkat` calls (this module runs on a
+//! system thread).
 //!
 //! Operations that act on a name in a directory (mkdir, unlink, rename,
-//! symlink, lstat) resolve the parent this way and then act on the last
-//! component relative to the parent's fd, so the last component is never
-//! followed.
+//! symlink, lstat) resolve the parent and then act on the last component
+//! relative to the parent's fd, so the last component is never followed.
 
-use std::collections::VecDeque;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, OnceLock};
 
-use weft_core::{Error, ErrorKind, FsError, Result};
+use weft_core::fs::resolve::{self as shared, At, Beneath, Limit, Step, Walker};
+use weft_core::{Error, Result};
 
 use super::sys::{self, O_PATH};
-
-/// The most symlinks one resolution may expand (Linux's own limit).
-pub(super) const MAX_SYMLINKS: u32 = 40;
-
-/// Attempts when `openat2` reports a concurrent rename (`EAGAIN`).
-const OPENAT2_ATTEMPTS: u32 = 64;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const BENEATH: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
@@ -64,14 +54,6 @@ pub(super) struct Resolver {
     pub(super) force_walker: bool,
 }
 
-/// The error for a path that would leave its confined directory.
-pub(super) fn escape() -> Error {
-    Error::msg(
-        ErrorKind::Fs(FsError::PermissionDenied),
-        "the path leads outside the directory",
-    )
-}
-
 /// Whether the kernel has `openat2` (and a seccomp filter lets us use it).
 fn have_openat2() -> bool {
     static HAVE: OnceLock<bool> = OnceLock::new();
@@ -81,20 +63,11 @@ fn have_openat2() -> bool {
     })
 }
 
-/// A `.` for the empty path: `openat` on `""` is `ENOENT`.
-fn nonempty(path: &[u8]) -> &[u8] {
-    if path.is_empty() {
-        b"."
-    } else {
-        path
-    }
-}
-
 impl Resolver {
     /// Opens `path` with `flags` (`O_CLOEXEC` is added; `mode` is used with
     /// `O_CREAT`), following symlinks — within the root, if confined.
     pub(super) fn open(&self, path: &[u8], flags: libc::c_int, mode: u32) -> Result<OwnedFd> {
-        let path = nonempty(path);
+        let path = shared::nonempty(path);
         let c = sys::cstr(path)?;
         if !self.confined {
             return Ok(sys::openat(self.root.raw(), &c, flags, mode)?);
@@ -102,176 +75,125 @@ impl Resolver {
         if self.force_walker || !have_openat2() {
             return walk(self.root.raw(), path, flags, mode);
         }
-        let mut attempts = 0;
-        loop {
-            match sys::openat2(self.root.raw(), &c, flags, mode, BENEATH) {
-                Ok(fd) => return Ok(fd),
+        shared::retry_beneath(
+            || match sys::openat2(self.root.raw(), &c, flags, mode, BENEATH) {
+                Ok(fd) => Beneath::Done(fd),
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EXDEV) => return Err(escape()),
-                    Some(libc::EAGAIN) if attempts < OPENAT2_ATTEMPTS => attempts += 1,
-                    _ => return Err(Error::from(e)),
+                    Some(libc::EXDEV) => Beneath::Escaped,
+                    Some(libc::EAGAIN) => Beneath::Busy(Error::from(e)),
+                    _ => Beneath::Failed(Error::from(e)),
                 },
-            }
-        }
+            },
+        )
     }
 
     /// Resolves the directory holding `path`'s last component and returns
-    /// it with that component. A path without a usable last component
-    /// (`""`, `"/"`, one ending in `.` or `..`) resolves as a whole, with
-    /// `.` as the component, so that `..` is checked like any other path.
+    /// it with that component (see [`shared::parent_and_leaf`]).
     pub(super) fn parent(&self, path: &str) -> Result<(OwnedFd, CString)> {
-        let dir_flags = O_PATH | libc::O_DIRECTORY;
-        match split(path) {
-            Some((parent, leaf)) if leaf != "." && leaf != ".." => {
-                let leaf = sys::cstr(leaf.as_bytes())?;
-                Ok((self.open(parent.as_bytes(), dir_flags, 0)?, leaf))
-            }
-            _ => Ok((self.open(path.as_bytes(), dir_flags, 0)?, c".".to_owned())),
-        }
+        let (dir, leaf) = shared::parent_and_leaf(path);
+        let leaf = sys::cstr(leaf.as_bytes())?;
+        Ok((
+            self.open(dir.as_bytes(), O_PATH | libc::O_DIRECTORY, 0)?,
+            leaf,
+        ))
     }
 }
 
-/// Splits off the last component, as `weft_core::fs::Path::split` does.
-pub(super) fn split(path: &str) -> Option<(&str, &str)> {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return None;
-    }
-    match trimmed.rfind('/') {
-        None => Some(("", trimmed)),
-        Some(i) => {
-            let parent = trimmed[..i].trim_end_matches('/');
-            Some((
-                if parent.is_empty() { "/" } else { parent },
-                &trimmed[i + 1..],
-            ))
-        }
-    }
-}
-
-/// Resolves `path` below `root` one component at a time and opens the
-/// result with `flags` (see the module docs). Never follows a symlink in
-/// the kernel: each is read and its target spliced into the components
-/// still to walk.
+/// Resolves `path` below `root` with the shared walker, its steps made
+/// with blocking `*at` calls, and opens the result with `flags`.
 pub(super) fn walk(root: RawFd, path: &[u8], flags: libc::c_int, mode: u32) -> Result<OwnedFd> {
-    if path.first() == Some(&b'/') {
-        return Err(escape());
-    }
-    if path.len() >= libc::PATH_MAX as usize {
-        // As the kernel would say for the whole path.
-        return Err(Error::from(io::Error::from_raw_os_error(
-            libc::ENAMETOOLONG,
-        )));
-    }
-    let mut todo: VecDeque<Vec<u8>> = components(path).collect();
-    let mut trailing_slash = path.ends_with(b"/");
-    // The directories entered so far; the last is the current one, and an
-    // empty chain means the root itself.
-    let mut chain: Vec<OwnedFd> = Vec::new();
-    let mut links = 0u32;
-    loop {
-        let cur = chain.last().map_or(root, |fd| fd.as_raw_fd());
-        let Some(name) = todo.pop_front() else {
-            // Ended on a directory already entered (or the root): open it.
-            return Ok(sys::openat(cur, c".", flags, mode)?);
-        };
-        if name == b".." {
-            chain.pop().ok_or_else(escape)?;
-            continue;
+    shared::walk(&SysWalker { root, flags, mode }, path)
+}
+
+/// The walker's steps as blocking system calls.
+struct SysWalker {
+    root: RawFd,
+    flags: libc::c_int,
+    mode: u32,
+}
+
+impl SysWalker {
+    fn raw(&self, at: At<'_, OwnedFd>) -> RawFd {
+        match at {
+            At::Root => self.root,
+            At::Dir(fd) => fd.as_raw_fd(),
         }
-        let c = sys::cstr(&name)?;
-        let last = todo.is_empty();
-        let opened = if last {
-            let mut f = flags | libc::O_NOFOLLOW;
-            if trailing_slash {
-                if flags & libc::O_CREAT != 0 {
-                    return Err(Error::from(io::Error::from_raw_os_error(libc::EISDIR)));
-                }
-                f |= libc::O_DIRECTORY;
+    }
+}
+
+/// `O_NOFOLLOW` on a symlink fails with `ELOOP`, or `ENOTDIR` with
+/// `O_DIRECTORY`: tells that apart from a real error.
+fn symlink_or<T>(dir: RawFd, name: &CStr, e: io::Error) -> Result<Step<T>> {
+    if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR))
+        && sys::is_symlink(dir, name)
+    {
+        return Ok(Step::Symlink);
+    }
+    Err(Error::from(e))
+}
+
+impl Walker for SysWalker {
+    type Dir = OwnedFd;
+    type Out = OwnedFd;
+    const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+    fn enter(&self, at: At<'_, OwnedFd>, name: &[u8]) -> Result<Step<OwnedFd>> {
+        let (dir, c) = (self.raw(at), sys::cstr(name)?);
+        let flags = O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        match sys::openat(dir, &c, flags, 0) {
+            Ok(fd) => Ok(Step::Opened(fd)),
+            Err(e) => symlink_or(dir, &c, e),
+        }
+    }
+
+    fn open_last(&self, at: At<'_, OwnedFd>, name: &[u8], dir_only: bool) -> Result<Step<OwnedFd>> {
+        let (dir, c) = (self.raw(at), sys::cstr(name)?);
+        let mut flags = self.flags | libc::O_NOFOLLOW;
+        if dir_only {
+            if self.flags & libc::O_CREAT != 0 {
+                return Err(Error::from(io::Error::from_raw_os_error(libc::EISDIR)));
             }
-            sys::openat(cur, &c, f, mode)
-        } else {
-            sys::openat(cur, &c, O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
-        };
-        let symlink = match opened {
+            flags |= libc::O_DIRECTORY;
+        }
+        match sys::openat(dir, &c, flags, self.mode) {
             // With O_PATH | O_NOFOLLOW a symlink opens as itself.
-            Ok(fd) if last && flags & O_PATH != 0 => {
+            Ok(fd) if self.flags & O_PATH != 0 => {
                 let st = sys::fstat(fd.as_raw_fd())?;
                 if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                    return Ok(fd);
+                    return Ok(Step::Opened(fd));
                 }
-                true
+                Ok(Step::Symlink)
             }
-            Ok(fd) if last => return Ok(fd),
-            Ok(fd) => {
-                chain.push(fd);
-                false
-            }
-            // O_NOFOLLOW on a symlink: ELOOP, or ENOTDIR with O_DIRECTORY.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-                if !sys::is_symlink(cur, &c) {
-                    return Err(Error::from(e));
-                }
-                true
-            }
-            Err(e) => return Err(Error::from(e)),
-        };
-        if !symlink {
-            continue;
-        }
-        links += 1;
-        if links > MAX_SYMLINKS {
-            return Err(Error::from(io::Error::from_raw_os_error(libc::ELOOP)));
-        }
-        let target = match sys::readlinkat(cur, &c) {
-            Ok(t) => t,
-            // Replaced by a non-link since we looked: look again.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                todo.push_front(name);
-                continue;
-            }
-            Err(e) => return Err(Error::from(e)),
-        };
-        if target.first() == Some(&b'/') {
-            return Err(escape());
-        }
-        if last && target.ends_with(b"/") {
-            trailing_slash = true;
-        }
-        for part in components(&target).collect::<Vec<_>>().into_iter().rev() {
-            todo.push_front(part);
+            Ok(fd) => Ok(Step::Opened(fd)),
+            Err(e) => symlink_or(dir, &c, e),
         }
     }
-}
 
-/// The components of `path`, without empty ones and `.`.
-fn components(path: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
-    path.split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .map(<[u8]>::to_vec)
+    fn open_here(&self, at: At<'_, OwnedFd>) -> Result<OwnedFd> {
+        Ok(sys::openat(self.raw(at), c".", self.flags, self.mode)?)
+    }
+
+    fn read_link(&self, at: At<'_, OwnedFd>, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        match sys::readlinkat(self.raw(at), &sys::cstr(name)?) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(Error::from(e)),
+        }
+    }
+
+    fn limit(&self, limit: Limit) -> Error {
+        let errno = match limit {
+            Limit::PathTooLong => libc::ENAMETOOLONG,
+            Limit::TooManySymlinks => libc::ELOOP,
+        };
+        Error::from(io::Error::from_raw_os_error(errno))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_core::ErrorKind;
-
-    #[test]
-    fn split_like_core() {
-        let cases: [(&str, Option<(&str, &str)>); 8] = [
-            ("foo/bar", Some(("foo", "bar"))),
-            ("/foo/bar//baz/", Some(("/foo/bar", "baz"))),
-            ("bar", Some(("", "bar"))),
-            ("/bar", Some(("/", "bar"))),
-            ("./", Some(("", "."))),
-            ("a/..", Some(("a", ".."))),
-            ("", None),
-            ("///", None),
-        ];
-        for (path, want) in cases {
-            assert_eq!(split(path), want, "{path:?}");
-        }
-    }
+    use weft_core::{ErrorKind, FsError};
 
     /// A fresh directory, opened `O_PATH`, removed on drop.
     struct Tmp(std::path::PathBuf, OwnedFd);

@@ -69,7 +69,10 @@
 //!
 //! Backends implement [`DirBackend`] and [`FileImpl`]; so can tests, to
 //! script a filesystem. The POSIX backend runs file operations on
-//! [system threads](crate::systhread), suspending only the calling fiber.
+//! [system threads](crate::systhread), suspending only the calling fiber;
+//! the io_uring backend submits them to its ring. Both resolve confined
+//! paths with the same rules and code ([`resolve`]) and remove trees with
+//! the same walk ([`tree`]).
 
 use std::fmt;
 use std::ops::Div;
@@ -78,6 +81,8 @@ use std::sync::Arc;
 mod backend;
 mod file;
 mod path_ops;
+pub mod resolve;
+pub mod tree;
 
 pub use backend::{Create, DirBackend, OpenOut};
 pub use file::{File, FileImpl, FileKind, Stat};
@@ -221,23 +226,10 @@ impl Path {
     }
 }
 
-/// Splits `path` into its parent and last component, ignoring trailing
-/// slashes and collapsing the slashes between them. `None` for a path with
-/// no component.
+/// Splits `path` into its parent and last component (see
+/// [`resolve::split`]).
 pub(crate) fn split(path: &str) -> Option<(&str, &str)> {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return None;
-    }
-    match trimmed.rfind('/') {
-        None => Some(("", trimmed)),
-        Some(i) => {
-            let leaf = &trimmed[i + 1..];
-            let parent = trimmed[..i].trim_end_matches('/');
-            let parent = if parent.is_empty() { "/" } else { parent };
-            Some((parent, leaf))
-        }
-    }
+    resolve::split(path)
 }
 
 fn join(base: &str, rel: &str) -> String {
