@@ -32,7 +32,9 @@ fn overflow_in_fiber(backend: Backend, named: bool) {
                 Ok(())
             });
             if named {
-                let opts = ForkOptions::new().name("deep-recursion").stack_size(64 * 1024);
+                let opts = ForkOptions::new()
+                    .name("deep-recursion")
+                    .stack_size(64 * 1024);
                 sw.fork_with(opts, || {
                     recurse(0);
                     Ok(())
@@ -92,7 +94,10 @@ fn run_child(case: &str, env: &[(&str, &str)]) -> (Output, String) {
 
 fn assert_overflow_report(case: &str, env: &[(&str, &str)], expect: &[&str]) {
     let (out, stderr) = run_child(case, env);
-    assert!(stderr.contains("weft: fiber stack overflow in fiber #"), "{case}: {stderr}");
+    assert!(
+        stderr.contains("weft: fiber stack overflow in fiber #"),
+        "{case}: {stderr}"
+    );
     for e in expect {
         assert!(stderr.contains(e), "{case}: expected {e:?} in {stderr}");
     }
@@ -102,7 +107,11 @@ fn assert_overflow_report(case: &str, env: &[(&str, &str)], expect: &[&str]) {
 
 #[test]
 fn overflow_is_reported_with_the_fiber_name_mock() {
-    assert_overflow_report("named-mock", &[], &["\"deep-recursion\"", "stack_overflow.rs:"]);
+    assert_overflow_report(
+        "named-mock",
+        &[],
+        &["\"deep-recursion\"", "stack_overflow.rs:"],
+    );
 }
 
 #[test]
@@ -118,7 +127,11 @@ fn overflow_with_mprotect_guards_is_reported_too() {
 
 #[test]
 fn overflow_of_an_unnamed_fiber_names_its_spawn_site() {
-    assert_overflow_report("unnamed-mock", &[], &["(forked at tests/stack_overflow.rs:"]);
+    assert_overflow_report(
+        "unnamed-mock",
+        &[],
+        &["(forked at tests/stack_overflow.rs:"],
+    );
 }
 
 #[test]

@@ -172,7 +172,10 @@ impl StackPool {
         self.outstanding -= 1;
         let size = stack.size();
         let Some(class) = self.classes.iter_mut().find(|c| c.size == size) else {
-            debug_assert!(false, "a stack came back to a pool that has no slab of its size");
+            debug_assert!(
+                false,
+                "a stack came back to a pool that has no slab of its size"
+            );
             return;
         };
         class.warm.push_back(stack);
@@ -248,6 +251,6 @@ fn trim(class: &mut SizeClass, n: usize) {
 fn round_size(size: usize) -> usize {
     let page = os::page_size();
     let size = size.max(MIN_STACK_SIZE);
-    size.checked_add(page - 1).map_or(usize::MAX & !(page - 1), |s| s & !(page - 1))
+    size.checked_add(page - 1)
+        .map_or(usize::MAX & !(page - 1), |s| s & !(page - 1))
 }
-

@@ -280,7 +280,11 @@ fn report(label: Option<&FiberLabel>, own_guard: bool, addr: usize) -> ! {
     }
     match label {
         Some(l) => {
-            m.push(if own_guard { b" in fiber #" } else { b" while fiber #" });
+            m.push(if own_guard {
+                b" in fiber #"
+            } else {
+                b" while fiber #"
+            });
             m.push_dec(l.id.get());
             let (p, n) = l.name.get();
             if !p.is_null() {

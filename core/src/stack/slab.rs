@@ -20,9 +20,9 @@
 //! against the [`MapBudget`]). A slot is only ever handed out with its guard
 //! in place, and guards stay for the slab's lifetime.
 //!
-//! Slabs are registered with the overflow handler (see
-//! [`overflow`](super::overflow)) so a fault in any of their guard pages is
-//! reported as a fiber stack overflow.
+//! Slabs are registered with the overflow handler (see [`super::overflow`])
+//! so a fault in any of their guard pages is reported as a fiber stack
+//! overflow.
 
 use std::num::NonZeroUsize;
 
@@ -204,13 +204,13 @@ impl Slab {
         if let Some(i) = self.registered {
             overflow::unregister(i);
         }
+        // Unmapping can only fail by needing a mapping it cannot have (a
+        // split at the edges); then the slab is leaked, still guarded.
         // SAFETY: the mapping is ours (made in `map`) and, by the caller's
         // contract, no stack in it is in use.
-        match unsafe { os::unmap(self.start, self.len) } {
-            Ok(()) => budget.refund(self.charged),
-            // Unmapping can only fail by needing a mapping it cannot have
-            // (a split at the edges); the slab is leaked, still guarded.
-            Err(_) => {}
+        let unmapped = unsafe { os::unmap(self.start, self.len) }.is_ok();
+        if unmapped {
+            budget.refund(self.charged);
         }
     }
 }

@@ -66,7 +66,11 @@ fn slab_layout() {
     let (mut p, _) = pool(64 * KIB, 8, GuardChoice::Auto);
     let stacks: Vec<_> = (0..3).map(|_| p.get(None).unwrap()).collect();
     for w in stacks.windows(2) {
-        assert_eq!(w[1].guard().0, w[0].top(), "slots are adjacent, guard first");
+        assert_eq!(
+            w[1].guard().0,
+            w[0].top(),
+            "slots are adjacent, guard first"
+        );
     }
     for s in &stacks {
         assert_eq!(s.size(), 64 * KIB);
@@ -90,7 +94,9 @@ fn slab_layout() {
 #[test]
 fn slabs_grow_and_sizes_are_separate() {
     let (mut p, budget) = pool(64 * KIB, 1000, GuardChoice::Auto);
-    let a: Vec<_> = (0..FIRST_SLAB_STACKS + 1).map(|_| p.get(None).unwrap()).collect();
+    let a: Vec<_> = (0..FIRST_SLAB_STACKS + 1)
+        .map(|_| p.get(None).unwrap())
+        .collect();
     let b = p.get(Some(20 * KIB)).unwrap();
     assert_eq!(b.size(), 20 * KIB, "sizes round up to pages");
     assert_eq!(p.classes.len(), 2);
@@ -124,7 +130,9 @@ fn marker_guards_keep_one_mapping_mprotect_guards_split_it() {
         eprintln!("skipped half: this kernel lacks MADV_GUARD_INSTALL");
     } else {
         let (mut p, budget) = pool(32 * KIB, 100, GuardChoice::Auto);
-        let stacks: Vec<_> = (0..FIRST_SLAB_STACKS).map(|_| p.get(None).unwrap()).collect();
+        let stacks: Vec<_> = (0..FIRST_SLAB_STACKS)
+            .map(|_| p.get(None).unwrap())
+            .collect();
         let (from, to) = p.classes[0].slabs[0].range();
         assert_eq!(mappings_in(from, to), 1, "marker guards cost no mapping");
         assert_eq!(budget.used(), 1, "one slab, one mapping");
@@ -135,7 +143,11 @@ fn marker_guards_keep_one_mapping_mprotect_guards_split_it() {
     let (from, to) = p.classes[0].slabs[0].range();
     // guard, stack, guard, stack, guard, stack, guard, stack + untouched rest
     assert_eq!(mappings_in(from, to), 8);
-    assert_eq!(budget.used(), 1 + 2 * 4, "the budget over-counts, never under");
+    assert_eq!(
+        budget.used(),
+        1 + 2 * 4,
+        "the budget over-counts, never under"
+    );
     stacks.into_iter().for_each(|s| p.put(s));
     drop(p);
     assert_eq!(budget.used(), 0);
@@ -201,7 +213,10 @@ fn idle_stacks_past_the_bound_are_discarded_and_keep_their_guards() {
             // SAFETY: idle stack of ours; DONTNEED made it read as zeros.
             let v = unsafe { ((s.top() - 8) as *const u64).read() };
             assert_eq!(v, 0, "{guards:?}: memory went back to the OS");
-            assert!(!readable(s.guard().0), "{guards:?}: guard survives DONTNEED");
+            assert!(
+                !readable(s.guard().0),
+                "{guards:?}: guard survives DONTNEED"
+            );
         }
         for s in &p.classes[0].warm {
             // SAFETY: idle stack of ours, not discarded.
@@ -221,8 +236,7 @@ fn a_pool_dropped_with_stacks_out_leaks_its_slabs() {
     let (mut p, budget) = pool(16 * KIB, 8, GuardChoice::Auto);
     let s = p.get(None).unwrap();
     let (guard, top) = (s.guard().0, s.top());
-    std::mem::forget(s);
-    drop(p);
+    drop(p); // with `s` still out, as when a run ends with a fiber leaked
     assert!(readable(top - 1), "a leaked fiber's stack stays mapped");
     assert!(!readable(guard), "and guarded");
     assert!(budget.used() >= 1);
@@ -267,8 +281,14 @@ fn writing_into_a_guard_page_is_reported_and_aborts() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("weft: fiber stack overflow"), "{mode}: {stderr}");
-        assert!(stderr.contains("in the guard page of a weft fiber stack"), "{stderr}");
+        assert!(
+            stderr.contains("weft: fiber stack overflow"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            stderr.contains("in the guard page of a weft fiber stack"),
+            "{stderr}"
+        );
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{mode}: {stderr}");
     }
 }
