@@ -8,7 +8,6 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weft_core::fs::{FileKind, Stat};
 use weft_core::{Error, ErrorKind, FsError, Result};
@@ -246,28 +245,10 @@ pub(super) fn close(fd: OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn time(secs: i64, nsec: i64) -> SystemTime {
-    let nsec = u32::try_from(nsec).unwrap_or(0).min(999_999_999);
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nsec)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsec.into())
-    }
-}
-
 /// The portable [`Stat`] of a `struct stat`.
 #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
 pub(super) fn to_stat(st: &libc::stat) -> Stat {
-    let kind = match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => FileKind::File,
-        libc::S_IFDIR => FileKind::Directory,
-        libc::S_IFLNK => FileKind::Symlink,
-        libc::S_IFCHR => FileKind::CharDevice,
-        libc::S_IFBLK => FileKind::BlockDevice,
-        libc::S_IFIFO => FileKind::Fifo,
-        libc::S_IFSOCK => FileKind::Socket,
-        _ => FileKind::Unknown,
-    };
+    let kind = FileKind::from_mode(st.st_mode as u32);
     Stat {
         kind,
         size: st.st_size as u64,
@@ -277,8 +258,8 @@ pub(super) fn to_stat(st: &libc::stat) -> Stat {
         dev: st.st_dev as u64,
         uid: st.st_uid,
         gid: st.st_gid,
-        atime: time(st.st_atime as i64, st.st_atime_nsec as i64),
-        mtime: time(st.st_mtime as i64, st.st_mtime_nsec as i64),
-        ctime: time(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        atime: Stat::unix_time(st.st_atime as i64, st.st_atime_nsec as i64),
+        mtime: Stat::unix_time(st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime: Stat::unix_time(st.st_ctime as i64, st.st_ctime_nsec as i64),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::{self, SeekFrom};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::{Sink, Source};
@@ -27,6 +27,30 @@ pub enum FileKind {
     Socket,
     /// Something else.
     Unknown,
+}
+
+impl FileKind {
+    /// The kind a POSIX file mode (`st_mode`, `stx_mode`) gives, from its
+    /// file-type bits (`S_IFMT`, whose values every Unix shares).
+    ///
+    /// ```
+    /// use weft_core::fs::FileKind;
+    /// assert_eq!(FileKind::from_mode(0o100644), FileKind::File);
+    /// assert_eq!(FileKind::from_mode(0o040755), FileKind::Directory);
+    /// assert_eq!(FileKind::from_mode(0o120777), FileKind::Symlink);
+    /// ```
+    pub fn from_mode(mode: u32) -> FileKind {
+        match mode & 0o170000 {
+            0o100000 => FileKind::File,
+            0o040000 => FileKind::Directory,
+            0o120000 => FileKind::Symlink,
+            0o020000 => FileKind::CharDevice,
+            0o060000 => FileKind::BlockDevice,
+            0o010000 => FileKind::Fifo,
+            0o140000 => FileKind::Socket,
+            _ => FileKind::Unknown,
+        }
+    }
 }
 
 impl fmt::Display for FileKind {
@@ -70,6 +94,28 @@ pub struct Stat {
     pub mtime: SystemTime,
     /// Last change of the metadata.
     pub ctime: SystemTime,
+}
+
+impl Stat {
+    /// A timestamp given, as `stat(2)` and `statx(2)` give them, in seconds
+    /// since the Unix epoch (negative before 1970) and nanoseconds (an
+    /// out-of-range value is clamped).
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use weft_core::fs::Stat;
+    /// assert_eq!(Stat::unix_time(1, 5), UNIX_EPOCH + Duration::new(1, 5));
+    /// assert_eq!(Stat::unix_time(-1, 0), UNIX_EPOCH - Duration::from_secs(1));
+    /// ```
+    pub fn unix_time(secs: i64, nsec: i64) -> SystemTime {
+        let nsec = u32::try_from(nsec).unwrap_or(0).min(999_999_999);
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::new(secs as u64, nsec)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+                + Duration::from_nanos(nsec.into())
+        }
+    }
 }
 
 /// What a backend provides for an open file.
