@@ -15,12 +15,13 @@
 //!   never writes into memory that has been freed, and a result that
 //!   arrived anyway (bytes read, an accepted socket) is kept for the next
 //!   read or accept on that fd instead of being lost or leaked.
-//! - the [`Env`] on top: [`run`] hands `main` the network (through the
-//!   ring), domains (each a new thread with its own ring), the kernel's
-//!   random generator and the standard streams.
+//! - the [`Env`] on top: [`run`] hands `main` the network and the
+//!   filesystem (`fs` and `cwd`, through the ring), domains (each a new
+//!   thread with its own ring), the kernel's random generator and the
+//!   standard streams.
 //!
-//! The filesystem and process capabilities do not run on io_uring yet (see
-//! [`MISSING_CAPABILITIES`]); until they do, `weft::run` keeps choosing the
+//! The process capability does not run on io_uring yet (see
+//! [`MISSING_CAPABILITIES`]); until it does, `weft::run` keeps choosing the
 //! POSIX backend unless `WEFT_BACKEND=uring` asks for this one.
 //!
 //! ```
@@ -47,6 +48,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod driver;
+mod fs;
 mod net;
 pub mod ops;
 mod probe;
@@ -55,6 +57,7 @@ mod ring;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub use fs::force_walker as force_fs_walker;
 pub use probe::probe;
 pub use ring::{RingOptions, RingStats, Setup};
 
@@ -63,7 +66,7 @@ use weft_core::{Env, Result, RunConfig};
 /// Capabilities of the [`Env`] that this backend does not provide yet:
 /// using them under `run` fails with an error naming the backend. While
 /// this is not empty, `weft::Backend::from_env` prefers POSIX.
-pub const MISSING_CAPABILITIES: &[&str] = &["fs", "cwd", "process_mgr"];
+pub const MISSING_CAPABILITIES: &[&str] = &["process_mgr"];
 
 /// Runs `main` on the io_uring backend on this thread, with default ring
 /// sizes. Fails with a clear error (see [`probe`]) if the kernel or the
@@ -102,7 +105,9 @@ pub fn run_with_options<T>(
     // Dropped after the scheduler: the ring outlives every fiber.
     let _installed = ring::install(ring.clone());
     let driver = driver::UringDriver::new(ring)?;
+    let (fs, cwd) = fs::dirs();
     let env = Env::for_backend("uring")
+        .with_fs(fs, cwd)
         .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(OsRandom)))
         .with_domain_mgr(weft_core::domain::DomainMgr::new(Arc::new(UringDomains {
             config: config.clone(),

@@ -37,20 +37,47 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::Close::CODE, "CLOSE"),
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::Writev::CODE, "WRITEV"),
+    (opcode::OpenAt::CODE, "OPENAT"),
+    (opcode::OpenAt2::CODE, "OPENAT2"),
+    (opcode::Statx::CODE, "STATX"),
+    (opcode::Fsync::CODE, "FSYNC"),
+    (opcode::Fallocate::CODE, "FALLOCATE"),
+    (opcode::UnlinkAt::CODE, "UNLINKAT"),
+    (opcode::RenameAt::CODE, "RENAMEAT"),
+    (opcode::MkDirAt::CODE, "MKDIRAT"),
+    (opcode::SymlinkAt::CODE, "SYMLINKAT"),
 ];
+
+/// Optional opcodes: the backend uses them where the kernel has them and
+/// falls back to a system call on a system thread where not.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Features {
+    /// `IORING_OP_FTRUNCATE` (Linux 6.9).
+    pub(crate) ftruncate: bool,
+}
 
 /// Checks that io_uring can run weft on this machine; the answer is
 /// computed once per process.
 ///
 /// `Err` says why not, e.g. "io_uring_setup refused: disabled by the sysctl
 /// kernel.io_uring_disabled=2" or "the kernel lacks io_uring opcodes
-/// SHUTDOWN (IORING_OP_SHUTDOWN needs Linux 5.11)".
+/// SHUTDOWN, MKDIRAT (weft needs Linux 5.15 or later)".
 pub fn probe() -> Result<()> {
-    static RESULT: OnceLock<std::result::Result<(), Error>> = OnceLock::new();
+    probed().map(drop)
+}
+
+/// The optional opcodes this kernel has (none if io_uring is unusable).
+pub(crate) fn features() -> Features {
+    probed().unwrap_or_default()
+}
+
+fn probed() -> Result<Features> {
+    static RESULT: OnceLock<std::result::Result<Features, Error>> = OnceLock::new();
     RESULT.get_or_init(probe_uncached).clone()
 }
 
-fn probe_uncached() -> Result<()> {
+fn probe_uncached() -> Result<Features> {
     let opts = RingOptions {
         sq_entries: 8,
         cq_entries: 16,
@@ -79,11 +106,13 @@ fn probe_uncached() -> Result<()> {
         .collect();
     if !missing.is_empty() {
         return Err(unsupported(format!(
-            "the kernel lacks io_uring opcodes {} (weft needs Linux 5.11 or later)",
+            "the kernel lacks io_uring opcodes {} (weft needs Linux 5.15 or later)",
             missing.join(", ")
         )));
     }
-    Ok(())
+    Ok(Features {
+        ftruncate: probe.is_supported(opcode::Ftruncate::CODE),
+    })
 }
 
 fn unsupported(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {

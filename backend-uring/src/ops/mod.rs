@@ -60,7 +60,9 @@ use weft_core::{Error, ErrorKind, Result};
 
 use crate::ring;
 
+mod file;
 mod io;
+pub(crate) mod path;
 
 /// What one operation's CQE said, and whether the fiber was cancelled
 /// while it waited for it.
