@@ -23,6 +23,7 @@ impl Drop for Cleanup<'_> {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn cwd_is_confined_to_the_working_directory(#[case] backend: Backend) {

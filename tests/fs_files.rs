@@ -15,6 +15,7 @@ use weft::fs::{Create, FileKind, OpenOut};
 use weft::{fiber, Backend, ErrorKind, FsError};
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn create_modes(#[case] backend: Backend) {
@@ -85,6 +86,7 @@ fn create_modes(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn file_positioned_io_seek_truncate_sync(#[case] backend: Backend) {
@@ -160,6 +162,7 @@ fn file_positioned_io_seek_truncate_sync(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn big_files_and_many_fibers(#[case] backend: Backend) {
@@ -205,6 +208,7 @@ fn big_files_and_many_fibers(#[case] backend: Backend) {
 /// sibling gets to fail meanwhile) and on `/dev/zero`. The mock's calls
 /// never suspend; `file_calls_are_cancellation_points` covers both.
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
     with_scratch(backend, Resolve::Kernel, "files-cancel", |env, root, _| {
@@ -249,6 +253,7 @@ fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
 /// fails with `Cancelled` and changes nothing, whether the backend
 /// suspends for it (POSIX) or not (the mock).
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn file_calls_are_cancellation_points(#[case] backend: Backend) {
@@ -304,6 +309,7 @@ fn file_calls_are_cancellation_points(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn read_dir_is_sorted(#[case] backend: Backend) {
@@ -342,6 +348,7 @@ fn read_dir_is_sorted(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
@@ -428,6 +435,8 @@ fn mkdir_mkdirs_rmdir_unlink(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -481,6 +490,7 @@ fn rmtree_does_not_follow_links(#[case] backend: Backend, #[case] resolve: Resol
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn rename_within_and_across_dirs(#[case] backend: Backend) {
@@ -523,6 +533,7 @@ fn rename_within_and_across_dirs(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
@@ -598,6 +609,7 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn paths_display_like_eio(#[case] backend: Backend) {
@@ -626,6 +638,8 @@ fn paths_display_like_eio(#[case] backend: Backend) {
 /// names that are not entries (`""`, `.`), trailing slashes with create
 /// modes, and files shared between handles or unlinked while open.
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]

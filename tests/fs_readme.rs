@@ -26,6 +26,7 @@ fn try_save(path: &Path, data: &str) -> String {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn save_then_stream_lines(#[case] backend: Backend) {
@@ -55,6 +56,7 @@ fn save_then_stream_lines(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn mkdir_only_below_the_root(#[case] backend: Backend) {
@@ -90,6 +92,8 @@ fn mkdir_only_below_the_root(#[case] backend: Backend) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -124,6 +128,8 @@ fn symlinks_are_checked_too(#[case] backend: Backend, #[case] resolve: Resolve) 
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -150,6 +156,7 @@ fn open_dir_makes_a_smaller_sandbox(#[case] backend: Backend, #[case] resolve: R
 
 /// Eio's `Atomic_file`: a mutex keeps a load from seeing a half-done save.
 #[rstest]
+#[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
 #[case::mock(Backend::Mock)]
 fn atomic_file_with_a_mutex(#[case] backend: Backend) {

@@ -14,6 +14,8 @@ use weft::fs::{Create, FileKind, OpenOut};
 use weft::{Backend, ErrorKind, FsError};
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -76,6 +78,8 @@ fn dotdot_cannot_climb_out(#[case] backend: Backend, #[case] resolve: Resolve) {
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -107,6 +111,8 @@ fn absolute_paths_are_refused(#[case] backend: Backend, #[case] resolve: Resolve
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -180,6 +186,8 @@ fn symlinks_leading_out_are_refused(#[case] backend: Backend, #[case] resolve: R
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -212,6 +220,8 @@ fn creating_through_a_dangling_link(#[case] backend: Backend, #[case] resolve: R
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -252,6 +262,8 @@ fn symlink_loops_are_detected(#[case] backend: Backend, #[case] resolve: Resolve
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]
@@ -288,6 +300,8 @@ fn a_link_swapped_between_operations_is_refused(
 
 /// `/proc`'s magic links exist on the real filesystem only: no mock case.
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 fn magic_links_are_not_followed(#[case] backend: Backend, #[case] resolve: Resolve) {
@@ -309,6 +323,8 @@ fn magic_links_are_not_followed(#[case] backend: Backend, #[case] resolve: Resol
 }
 
 #[rstest]
+#[case::uring(Backend::Uring, Resolve::Kernel)]
+#[case::uring_walker(Backend::Uring, Resolve::Walker)]
 #[case::posix(Backend::Posix, Resolve::Kernel)]
 #[case::posix_walker(Backend::Posix, Resolve::Walker)]
 #[case::mock(Backend::Mock, Resolve::Kernel)]

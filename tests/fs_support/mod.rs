@@ -1,13 +1,14 @@
 //! Shared helpers for the `fs_*` conformance tests: a fresh scratch
 //! directory per test, opened as a confined `Dir`, with leak checks.
 //!
-//! The tests run on every backend with a filesystem: POSIX (the real disk)
-//! and the mock (its in-memory `MemFs`). What a test cannot do through the
-//! `Dir` under test — make a symlink leading out, swap a link behind the
-//! program's back, look at what really landed where — it does through a
-//! [`Host`]: `std::fs` on the disk under POSIX, the `MemFs` inspection
-//! methods under the mock. Resource checks are per backend too: the
-//! process's open fds under POSIX, `MemFs::open_handles` under the mock.
+//! The tests run on every backend with a filesystem: io_uring and POSIX
+//! (the real disk) and the mock (its in-memory `MemFs`). What a test cannot
+//! do through the `Dir` under test — make a symlink leading out, swap a
+//! link behind the program's back, look at what really landed where — it
+//! does through a [`Host`]: `std::fs` on the disk under io_uring and POSIX,
+//! the `MemFs` inspection methods under the mock. Resource checks are per
+//! backend too: the process's open fds on the disk, `MemFs::open_handles`
+//! under the mock.
 
 #![allow(dead_code)]
 
@@ -81,10 +82,12 @@ pub fn fd_names() -> Vec<String> {
     .collect()
 }
 
-/// How a confined directory resolves paths on POSIX (the mock ignores it).
+/// How a confined directory resolves paths on io_uring and POSIX (the mock
+/// ignores it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolve {
-    /// `openat2(RESOLVE_BENEATH)` where the kernel has it.
+    /// `openat2(RESOLVE_BENEATH)` where the kernel has it (`IORING_OP_OPENAT2`
+    /// on io_uring).
     Kernel,
     /// The user-space walker, forced.
     Walker,
@@ -110,7 +113,7 @@ impl Host {
     }
 
     /// Runs `main` on `backend` on this host's filesystem and checks that
-    /// it left nothing open: no fd under POSIX (with `resolve` choosing how
+    /// it left nothing open: no fd on the disk (with `resolve` choosing how
     /// confined paths resolve), no file or `Dir` on the `MemFs`. Panics if
     /// `main` fails.
     pub fn run<T>(
@@ -122,9 +125,12 @@ impl Host {
         match self {
             Host::Disk => {
                 let before = settled_fds();
-                weft_posix::force_fs_walker(resolve == Resolve::Walker);
+                let walker = resolve == Resolve::Walker;
+                weft_posix::force_fs_walker(walker);
+                weft_uring::force_fs_walker(walker);
                 let result = weft::run_with(backend, main);
                 weft_posix::force_fs_walker(false);
+                weft_uring::force_fs_walker(false);
                 let value = result.unwrap_or_else(|e| panic!("test failed: {e}"));
                 assert_fds_settle(before);
                 value
