@@ -243,6 +243,20 @@ impl Ring {
         self.inner.borrow().ops.len()
     }
 
+    /// Submits what is queued and waits until nothing is in flight: how a
+    /// thread without a scheduler completes the one operation it pushed
+    /// on its [private ring](for_submit). A failing `io_uring_enter` is
+    /// retried: the kernel may still hold the operation's buffers, so the
+    /// wait cannot end without its completion.
+    pub(crate) fn complete_all(&self) {
+        while self.in_flight() > 0 {
+            if let Err(e) = self.enter(None) {
+                eprintln!("weft: io_uring_enter failed on a private ring, retrying: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
     /// Submits what is queued and collects completions, waiting at most
     /// `wait` for the first one (`None`: without limit; `Some(ZERO)`: not
     /// at all). Returns the number of fibers resumed.
@@ -408,6 +422,43 @@ impl Inner {
 
 thread_local! {
     static RING: RefCell<Option<Rc<Ring>>> = const { RefCell::new(None) };
+    /// The ring of a thread that runs no scheduler, built on first use.
+    static PRIVATE: RefCell<Option<Rc<Ring>>> = const { RefCell::new(None) };
+}
+
+/// Sizes of a private ring: it has one operation in flight at a time.
+const PRIVATE_RING: RingOptions = RingOptions {
+    sq_entries: 4,
+    cq_entries: 8,
+};
+
+/// The ring an operation on this thread goes to, and whether it is a
+/// private one: the scheduler's ring; or, on a thread without one (a plain
+/// thread or a system thread using a `Dir` handed to it), a small ring of
+/// the thread's own, which the caller drives itself
+/// ([`Ring::complete_all`]) — the operation then blocks that thread, as a
+/// system call would.
+pub(crate) fn for_submit() -> Result<(Rc<Ring>, bool)> {
+    if let Some(r) = try_current() {
+        return Ok((r, false));
+    }
+    let private = PRIVATE
+        .try_with(|p| -> Result<Rc<Ring>> {
+            if let Some(r) = p.borrow().as_ref() {
+                return Ok(r.clone());
+            }
+            let (uring, setup) = build(&PRIVATE_RING).map_err(crate::probe::setup_error)?;
+            let ring = Rc::new(Ring::new(uring, setup));
+            *p.borrow_mut() = Some(ring.clone());
+            Ok(ring)
+        })
+        .map_err(|_| {
+            Error::msg(
+                ErrorKind::InvalidInput,
+                "no io_uring on this thread (its thread-locals are being destroyed)",
+            )
+        })??;
+    Ok((private, true))
 }
 
 /// Clears the thread's ring when dropped.

@@ -325,3 +325,36 @@ fn fs_operations_go_through_the_ring() {
         Ok(())
     });
 }
+
+/// A `Dir` is `Send`: handed to a plain thread (which runs no scheduler),
+/// its operations go to a small ring of that thread and block it, as
+/// system calls would; the ring goes with the thread. Files opened there
+/// work there.
+#[test]
+fn a_dir_works_on_a_plain_thread() {
+    with_scratch("thread", |_env, dir, _real| {
+        let before = weft_uring::stats()?.ops;
+        let d = dir.clone();
+        let read_back = std::thread::scope(|s| {
+            s.spawn(move || -> Result<String> {
+                (&d / "plain").save("from a plain thread", Create::Exclusive(0o600))?;
+                let f = (&d / "plain").open_out(OpenOut::append(Create::Never))?;
+                f.write_all(b", appended")?;
+                f.sync_data()?;
+                f.close()?;
+                (&d / "sub").mkdir(0o700)?;
+                assert!((&d / "../out").mkdir(0o700).is_err(), "still confined");
+                (&d / "plain").load_string()
+            })
+            .join()
+            .unwrap()
+        })?;
+        assert_eq!(read_back, "from a plain thread, appended");
+        assert_eq!(
+            weft_uring::stats()?.ops,
+            before,
+            "none on the scheduler's ring"
+        );
+        Ok(())
+    });
+}

@@ -23,7 +23,9 @@
 //! starts and confined; `fs` resolves from `AT_FDCWD` without confinement;
 //! [`open_dir`](weft_core::fs::Path::open_dir) gives a new confined
 //! directory. A `Dir` may be handed to another domain: each operation uses
-//! the ring of the thread it runs on.
+//! the ring of the thread it runs on — or, on a thread that runs no
+//! scheduler (a plain thread, a system thread), a small ring of that
+//! thread's own, the operation then blocking the thread like a system call.
 //!
 //! ```
 //! # if weft_uring::probe().is_err() { return; }

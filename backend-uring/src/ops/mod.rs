@@ -74,7 +74,10 @@ pub(crate) struct Done {
     pub(crate) cancelled: Option<Error>,
 }
 
-/// Queues `sqe` on this thread's ring and suspends until its CQE.
+/// Queues `sqe` on this thread's ring and suspends until its CQE. On a
+/// thread without a scheduler (a plain thread using a `Dir` it was handed),
+/// the operation goes to a private ring of that thread and blocks it until
+/// the CQE.
 ///
 /// Fails without submitting anything if the fiber is already cancelled;
 /// once submitted, only the CQE ends the wait. The fiber is never resumed
@@ -87,7 +90,7 @@ pub(crate) struct Done {
 /// caller for the duration of the call satisfy this: the call does not
 /// return before the CQE.
 pub(crate) unsafe fn submit(what: &'static str, sqe: squeue::Entry, fd: RawFd) -> Result<Done> {
-    let ring = ring::current()?;
+    let (ring, private) = ring::for_submit()?;
     let key = Cell::new(0u64);
     let reason: RefCell<Option<Error>> = RefCell::new(None);
     let res = suspend_with_cancel(
@@ -96,6 +99,10 @@ pub(crate) unsafe fn submit(what: &'static str, sqe: squeue::Entry, fd: RawFd) -
             // SAFETY: forwarded from our caller; the resumer stored with
             // the SQE is the only one that ends this wait.
             key.set(unsafe { ring.push(sqe, r, fd) });
+            if private {
+                // No scheduler here: complete it now (this resumes `r`).
+                ring.complete_all();
+            }
         },
         |r, why| {
             // Still pending means the CQE has not been dispatched, so the
