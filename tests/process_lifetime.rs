@@ -114,13 +114,20 @@ fn dropping_a_running_child_kills_and_reaps_it(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
-fn a_child_dropped_outside_the_runtime_is_killed(#[case] backend: Backend) {
+fn outside_the_runtime_a_child_is_killed_waited_and_read(#[case] backend: Backend) {
     let _serial = serial();
     let child = weft::run_with(backend, |env| env.process_mgr().spawn(&sleeper())).unwrap();
     let pid = child.pid();
     assert_eq!(child.try_wait().unwrap(), None);
     drop(child);
     assert!(is_gone(pid));
+
+    // Waiting and reading block the thread there.
+    let cmd = Command::new("echo").arg("late").stdout(Stdio::Pipe);
+    let child = weft::run_with(backend, |env| env.process_mgr().spawn(&cmd)).unwrap();
+    let out = weft::flow::Source::read_all(child.stdout().unwrap()).unwrap();
+    assert_eq!(out, "late\n");
+    assert!(child.wait().unwrap().success());
 }
 
 #[rstest]

@@ -165,7 +165,29 @@ fn from_std(st: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
+/// Whether this thread is running a weft scheduler. Outside one (say,
+/// after `run` has returned a `Child`), nothing polls the reactor, so waits
+/// block the thread instead, as core's primitives do there.
+fn in_runtime() -> bool {
+    weft_core::fiber::stats().is_ok()
+}
+
 impl PosixChild {
+    /// Blocks the thread in `waitpid` until the child exits.
+    fn wait_blocking(&self) -> Result<ExitStatus> {
+        if let Some(st) = self.status.get() {
+            return Ok(st);
+        }
+        let st = self
+            .std
+            .borrow_mut()
+            .wait()
+            .map_err(|e| Error::from(e).context(format!("waiting for process {}", self.pid)))?;
+        let st = from_std(st);
+        self.status.set(Some(st));
+        Ok(st)
+    }
+
     /// Waits in the fiber: for the pidfd, or by polling.
     fn wait_in_fiber(&self) -> Result<ExitStatus> {
         let mut nap = Duration::from_millis(1);
@@ -190,7 +212,11 @@ impl ChildImpl for PosixChild {
     }
 
     fn wait(&self) -> Result<ExitStatus> {
-        self.wait_in_fiber()
+        if in_runtime() {
+            self.wait_in_fiber()
+        } else {
+            self.wait_blocking()
+        }
     }
 
     fn try_wait(&self) -> Result<Option<ExitStatus>> {
@@ -234,13 +260,13 @@ impl Drop for PosixChild {
         // A fiber waits without blocking the thread; a panic unwinding (or a
         // fiber being torn down) must not suspend, and outside the scheduler
         // we cannot: then block, briefly, since the child has been killed.
-        if !std::thread::panicking() && weft_core::cancel::protect(|| self.wait_in_fiber()).is_ok()
+        if !std::thread::panicking()
+            && in_runtime()
+            && weft_core::cancel::protect(|| self.wait_in_fiber()).is_ok()
         {
             return;
         }
-        if let Ok(st) = self.std.get_mut().wait() {
-            self.status.set(Some(from_std(st)));
-        }
+        let _ = self.wait_blocking();
     }
 }
 
@@ -270,11 +296,37 @@ impl Pipe {
         loop {
             match op(&self.file) {
                 Ok(v) => return Ok(v),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait(interest)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_ready(interest)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::from(e)),
             }
         }
+    }
+
+    /// Waits for readiness: in the fiber, or (outside a runtime) by
+    /// blocking the thread in `poll(2)`.
+    fn wait_ready(&self, interest: Interest) -> Result<()> {
+        if in_runtime() {
+            return self.reg.wait(interest);
+        }
+        let events = match interest {
+            Interest::Readable => libc::POLLIN,
+            Interest::Writable => libc::POLLOUT,
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd for the one descriptor we own,
+        // living on this frame for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::from(err).context("waiting for a pipe"));
+            }
+        }
+        Ok(())
     }
 
     fn close(self) -> Result<()> {
