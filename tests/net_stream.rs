@@ -546,3 +546,17 @@ fn write_vectored_sends_the_buffers_in_order(#[case] backend: Backend) {
         Ok(())
     });
 }
+
+#[test]
+fn a_socket_used_after_its_runtime_ended_is_an_error_not_a_hang() {
+    let _serial = serial();
+    let listener = weft::run_with(Backend::Posix, |env| {
+        env.net().listen(&"127.0.0.1:0".parse()?)
+    })
+    .unwrap();
+    let err = listener.accept().unwrap_err();
+    assert!(
+        err.to_string().contains("outside the weft runtime"),
+        "{err}"
+    );
+}

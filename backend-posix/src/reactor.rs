@@ -157,6 +157,14 @@ impl Registration {
 
     /// Waits until the fd is ready for `interest`.
     pub fn wait(&self, interest: Interest) -> Result<()> {
+        if !weft_core::backend::in_runtime() {
+            // Only this thread's scheduler polls the fd: blocking here
+            // would never end.
+            return Err(Error::msg(
+                ErrorKind::InvalidInput,
+                "waiting for fd readiness outside the weft runtime that registered it",
+            ));
+        }
         let what = match interest {
             Interest::Readable => "fd readable",
             Interest::Writable => "fd writable",

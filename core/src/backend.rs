@@ -576,6 +576,14 @@ pub(crate) fn suspend_uncancellable<T>(
     }
 }
 
+/// True when called on a fiber of a running weft scheduler. Outside one (a
+/// plain thread), [`suspend`] blocks the thread instead; a wait that only
+/// the scheduler's own driver can end (an fd readiness wait, a ring
+/// completion) must refuse with an error rather than block forever.
+pub fn in_runtime() -> bool {
+    sched::in_runtime()
+}
+
 /// Declares that another thread may wake the current scheduler, so an idle
 /// scheduler must wait for it rather than report a deadlock. Dropping the
 /// guard ends the declaration. Domains, `run_in_systhread` and other helper
