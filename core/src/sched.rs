@@ -314,7 +314,9 @@ impl Scheduler {
         // the label again).
         unsafe {
             let name = fiber.name.borrow();
-            fiber.label.set(id, name.as_deref(), fiber.site.get(), guard);
+            fiber
+                .label
+                .set(id, name.as_deref(), fiber.site.get(), guard);
         }
         let key = self.fibers.borrow_mut().insert(fiber.clone());
         fiber.ctx_key.set(ctx.add_fiber(key));
