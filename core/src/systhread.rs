@@ -1,8 +1,9 @@
 //! Running blocking calls on system threads.
 //!
 //! [`run`] hands a blocking function (a DNS lookup, a file operation on a
-//! backend without async file IO, a call into a blocking library) to a small
-//! pool of OS threads and suspends only the calling fiber until it returns.
+//! backend without async file IO, a call into a blocking library) to a
+//! bounded pool of OS threads (at most [`MAX_THREADS`]; idle ones exit after
+//! ten seconds) and suspends only the calling fiber until it returns.
 //!
 //! ```
 //! weft::mock::run(|_env| {
@@ -34,8 +35,12 @@ struct PoolState {
     threads: usize,
 }
 
-/// Threads kept while idle; more are started when every thread is busy.
+/// How long an idle thread waits for work before it exits.
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(10);
+
+/// The pool never grows past this many threads; further jobs queue until a
+/// thread is free.
+pub const MAX_THREADS: usize = 64;
 
 static POOL: Pool = Pool {
     state: Mutex::new(PoolState {
@@ -51,6 +56,10 @@ fn submit(job: Job) -> Result<()> {
     st.jobs.push_back(job);
     if st.idle > 0 {
         POOL.work.notify_one();
+        return Ok(());
+    }
+    if st.threads >= MAX_THREADS {
+        // Bounded: the job waits for a busy thread to finish.
         return Ok(());
     }
     st.threads += 1;
@@ -146,4 +155,38 @@ where
     let promise = spawn(f)?;
     promise.wait()?;
     take_result(&promise)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_bounded_and_queues_the_rest() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let n = MAX_THREADS * 2;
+        for _ in 0..n {
+            let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+            submit(Box::new(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap();
+        }
+        while done.load(Ordering::SeqCst) < n {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            peak.load(Ordering::SeqCst) <= MAX_THREADS,
+            "peak {}",
+            peak.load(Ordering::SeqCst)
+        );
+    }
 }
