@@ -15,14 +15,15 @@
 //!   never writes into memory that has been freed, and a result that
 //!   arrived anyway (bytes read, an accepted socket) is kept for the next
 //!   read or accept on that fd instead of being lost or leaked.
-//! - the [`Env`] on top: [`run`] hands `main` the network and the
-//!   filesystem (`fs` and `cwd`, through the ring), domains (each a new
-//!   thread with its own ring), the kernel's random generator and the
-//!   standard streams.
+//! - the [`Env`] on top: [`run`] hands `main` the network, the filesystem
+//!   (`fs` and `cwd`) and child processes (waited for through pidfds polled
+//!   on the ring), all through the ring; domains (each a new thread with
+//!   its own ring), the kernel's random generator and the standard
+//!   streams.
 //!
-//! The process capability does not run on io_uring yet (see
-//! [`MISSING_CAPABILITIES`]); until it does, `weft::run` keeps choosing the
-//! POSIX backend unless `WEFT_BACKEND=uring` asks for this one.
+//! Every capability of the [`Env`] runs on io_uring
+//! ([`MISSING_CAPABILITIES`] is empty), so `weft::run` chooses this backend
+//! wherever [`probe`] succeeds.
 //!
 //! ```
 //! # if weft_uring::probe().is_err() { return; }
@@ -52,6 +53,7 @@ mod fs;
 mod net;
 pub mod ops;
 mod probe;
+mod process;
 mod ring;
 
 use std::rc::Rc;
@@ -65,8 +67,9 @@ use weft_core::{Env, Result, RunConfig};
 
 /// Capabilities of the [`Env`] that this backend does not provide yet:
 /// using them under `run` fails with an error naming the backend. While
-/// this is not empty, `weft::Backend::from_env` prefers POSIX.
-pub const MISSING_CAPABILITIES: &[&str] = &["process_mgr"];
+/// this is not empty, `weft::Backend::from_env` prefers POSIX. (Empty: the
+/// backend provides everything.)
+pub const MISSING_CAPABILITIES: &[&str] = &[];
 
 /// Runs `main` on the io_uring backend on this thread, with default ring
 /// sizes. Fails with a clear error (see [`probe`]) if the kernel or the
@@ -113,7 +116,10 @@ pub fn run_with_options<T>(
             config: config.clone(),
             ring: ring_options.clone(),
         })))
-        .with_net(weft_core::net::Net::new(Arc::new(net::UringNet)));
+        .with_net(weft_core::net::Net::new(Arc::new(net::UringNet)))
+        .with_process_mgr(weft_core::process::ProcessMgr::new(Arc::new(
+            process::UringProcessMgr::new(),
+        )));
     weft_core::run_scheduler(Box::new(driver), config, || main(&env))
 }
 
