@@ -138,6 +138,15 @@ pub trait FileImpl: Source + Sink {
     fn sync_data(&self) -> Result<()>;
     /// Closes the file, reporting errors that `Drop` would ignore.
     fn close(self: Box<Self>) -> Result<()>;
+
+    /// The file's size if it is cheap to learn, to size the buffer of
+    /// [`read_to_end`](Source::read_to_end) (a hint: the file may change).
+    /// The default asks [`stat`](FileImpl::stat); a backend whose `stat`
+    /// costs more than a few reads returns `None`, and `read_to_end` then
+    /// grows its reads instead.
+    fn size_hint(&self) -> Option<u64> {
+        self.stat().ok().map(|s| s.size)
+    }
 }
 
 /// An open file. Closed on drop, or by [`close`](File::close), which
@@ -282,16 +291,23 @@ impl Source for File {
         self.inner.read(buf)
     }
 
-    /// Reads in large chunks, sized from the file's length when known, so a
-    /// whole file usually takes one or two reads.
+    /// Reads in large chunks, sized from the file's length when known
+    /// ([`FileImpl::size_hint`]), so a whole file usually takes one or two
+    /// reads; otherwise from 8 KiB, each read that fills its chunk doubling
+    /// the next.
     fn read_to_end(&self, out: &mut Vec<u8>) -> Result<usize> {
+        const MAX_CHUNK: usize = 1 << 24;
         let start = out.len();
-        let hint = self.inner.stat().map(|s| s.size).unwrap_or(0);
-        let mut chunk = usize::try_from(hint)
-            .unwrap_or(usize::MAX)
-            .clamp(1, 1 << 24)
-            + 1;
-        chunk = chunk.max(64 * 1024);
+        let mut chunk = match self.inner.size_hint() {
+            // One more byte than the size, so the end shows at once.
+            Some(size) => (usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .clamp(1, MAX_CHUNK)
+                + 1)
+            .max(64 * 1024),
+            // A small file fits the first chunk; a large one doubles its way up.
+            None => 8 * 1024,
+        };
         loop {
             let len = out.len();
             out.resize(len + chunk, 0);
@@ -300,7 +316,12 @@ impl Source for File {
                     out.truncate(len);
                     return Ok(len - start);
                 }
-                Ok(n) => out.truncate(len + n),
+                Ok(n) => {
+                    out.truncate(len + n);
+                    if n == chunk {
+                        chunk = (chunk * 2).min(MAX_CHUNK);
+                    }
+                }
                 Err(e) => {
                     out.truncate(len);
                     return Err(e);
