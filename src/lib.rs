@@ -34,10 +34,8 @@ pub use weft_core::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// Linux io_uring: one ring per scheduler thread, submissions batched
-    /// once per scheduler turn. Needs Linux 5.11 or later with io_uring
-    /// allowed (see [`weft_uring::probe`]). The network, domains, random
-    /// bytes and standard streams run on it; the filesystem and processes
-    /// do not yet ([`weft_uring::MISSING_CAPABILITIES`]).
+    /// once per scheduler turn. Needs Linux 5.15 or later with io_uring
+    /// allowed (see [`weft_uring::probe`]); every capability runs on it.
     Uring,
     /// Readiness-based IO on epoll (`polling`): the fallback, and
     /// `WEFT_BACKEND=posix`.

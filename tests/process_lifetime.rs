@@ -40,6 +40,7 @@ fn is_gone(pid: u32) -> bool {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn a_timeout_kills_and_reaps_the_child(#[case] backend: Backend) {
     let _serial = serial();
     let pid = Cell::new(0);
@@ -68,6 +69,7 @@ fn a_timeout_kills_and_reaps_the_child(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn a_failing_switch_kills_its_childs_owner(#[case] backend: Backend) {
     let _serial = serial();
     let pid = Cell::new(0);
@@ -92,6 +94,7 @@ fn a_failing_switch_kills_its_childs_owner(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn dropping_a_running_child_kills_and_reaps_it(#[case] backend: Backend) {
     let _serial = serial();
     weft::run_with(backend, |env| {
@@ -114,6 +117,7 @@ fn dropping_a_running_child_kills_and_reaps_it(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn outside_the_runtime_a_child_is_killed_waited_and_read(#[case] backend: Backend) {
     let _serial = serial();
     let child = weft::run_with(backend, |env| env.process_mgr().spawn(&sleeper())).unwrap();
@@ -132,6 +136,7 @@ fn outside_the_runtime_a_child_is_killed_waited_and_read(#[case] backend: Backen
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn a_panic_kills_the_child(#[case] backend: Backend) {
     let _serial = serial();
     let pid = Cell::new(0);
@@ -149,6 +154,7 @@ fn a_panic_kills_the_child(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn no_descriptor_leaks(#[case] backend: Backend) {
     let _serial = serial();
     let before = open_fds();
@@ -212,6 +218,7 @@ fn fds() -> Vec<(u32, String, bool)> {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn the_child_inherits_only_its_standard_streams(#[case] backend: Backend) {
     let _serial = serial();
     // Descriptors this test process itself inherited without close-on-exec
@@ -240,7 +247,12 @@ fn the_child_inherits_only_its_standard_streams(#[case] backend: Backend) {
             })
             .collect();
         // (A pidfd too, where the kernel has them.)
-        for kind in ["socket:", "pipe:", "eventpoll"] {
+        // The scheduler's own fd: epoll on POSIX, the ring on io_uring.
+        let poller = match backend {
+            Backend::Uring => "io_uring",
+            _ => "eventpoll",
+        };
+        for kind in ["socket:", "pipe:", poller] {
             assert!(
                 ours.iter().any(|t| t.contains(kind)),
                 "no {kind} in {ours:?}"

@@ -16,6 +16,7 @@ fn argv(args: &[&str]) -> Command<'static> {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn readme_echo_hello(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -26,6 +27,7 @@ fn readme_echo_hello(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn readme_tr_reads_stdin_from_a_string_source(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let out = flow::buffer_sink();
@@ -41,6 +43,7 @@ fn readme_tr_reads_stdin_from_a_string_source(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn readme_parse_out_a_line(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let line = env
@@ -54,6 +57,7 @@ fn readme_parse_out_a_line(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn readme_exit_3_names_the_command(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -77,6 +81,7 @@ fn readme_exit_3_names_the_command(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn output_captures_stdout(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -95,6 +100,7 @@ fn output_captures_stdout(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn exit_codes_are_reported(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -112,6 +118,7 @@ fn exit_codes_are_reported(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn a_signal_death_is_reported(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -131,6 +138,7 @@ fn a_signal_death_is_reported(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn signal_and_kill_a_running_child(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -154,6 +162,7 @@ fn signal_and_kill_a_running_child(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn pid_is_the_childs(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let cmd = argv(&["sh", "-c", "echo $$"]).stdout(Stdio::Pipe);
@@ -168,6 +177,7 @@ fn pid_is_the_childs(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn environment_is_set_removed_and_cleared(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -188,6 +198,7 @@ fn environment_is_set_removed_and_cleared(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn working_directory(#[case] backend: Backend) {
     let dir = std::env::temp_dir().join(format!("weft-proc-cwd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -212,6 +223,7 @@ fn working_directory(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn stdio_null_and_sinks(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -235,6 +247,7 @@ fn stdio_null_and_sinks(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn pipes_are_flows_and_std_io(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let cmd = argv(&["cat"]).stdin(Stdio::Pipe).stdout(Stdio::Pipe);
@@ -256,6 +269,7 @@ fn pipes_are_flows_and_std_io(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn large_data_flows_both_ways_at_once(#[case] backend: Backend) {
     // Far more than a pipe holds: stdin is written while stdout is read.
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -289,6 +303,7 @@ fn large_data_flows_both_ways_at_once(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn a_child_that_ignores_its_input_is_fine(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let big = vec![b'x'; 1 << 20];
@@ -300,6 +315,7 @@ fn a_child_that_ignores_its_input_is_fine(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn a_missing_program_fails_to_spawn(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -325,6 +341,7 @@ fn a_missing_program_fails_to_spawn(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn spawn_refuses_flows_and_empty_argv(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -341,6 +358,7 @@ fn spawn_refuses_flows_and_empty_argv(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn spawn_in_pumps_flows_in_the_callers_switch(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
@@ -363,6 +381,7 @@ fn spawn_in_pumps_flows_in_the_callers_switch(#[case] backend: Backend) {
 
 #[rstest]
 #[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
 fn children_can_be_spawned_in_another_domain(#[case] backend: Backend) {
     weft::run_with(backend, |env| {
         let proc_mgr = env.process_mgr();
