@@ -200,7 +200,9 @@ fn environment_is_set_removed_and_cleared(#[case] backend: Backend) {
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
 fn working_directory(#[case] backend: Backend) {
-    let dir = std::env::temp_dir().join(format!("weft-proc-cwd-{}", std::process::id()));
+    // Per backend: the cases run in parallel.
+    let dir =
+        std::env::temp_dir().join(format!("weft-proc-cwd-{}-{backend:?}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let canonical = dir.canonicalize().unwrap();
     weft::run_with(backend, |env| {
