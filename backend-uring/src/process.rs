@@ -35,12 +35,12 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child as StdChild, Stdio as StdStdio};
+use std::process::Child as StdChild;
 use std::time::Duration;
 
 use weft_core::flow::{Sink, Source};
 use weft_core::process::{
-    ChildImpl, Command, ExitStatus, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned, Stdio,
+    ChildImpl, Command, ExitStatus, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned,
     SIGKILL,
 };
 use weft_core::time::MonoClock;
@@ -62,35 +62,10 @@ impl UringProcessMgr {
     }
 }
 
-fn std_stdio(s: Stdio) -> StdStdio {
-    match s {
-        Stdio::Inherit => StdStdio::inherit(),
-        Stdio::Null => StdStdio::null(),
-        Stdio::Pipe => StdStdio::piped(),
-    }
-}
-
 impl ProcessBackend for UringProcessMgr {
     fn spawn(&self, cmd: &Command<'_>) -> Result<Spawned> {
-        let mut c = std::process::Command::new(cmd.get_program());
-        c.args(cmd.get_args());
-        if cmd.is_env_cleared() {
-            c.env_clear();
-        }
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        if let Some(dir) = cmd.get_current_dir() {
-            c.current_dir(dir);
-        }
-        let [i, o, e] = cmd.stdio_kinds();
-        c.stdin(std_stdio(i))
-            .stdout(std_stdio(o))
-            .stderr(std_stdio(e));
-        let mut std_child = c
+        let mut std_child = cmd
+            .to_std()
             .spawn()
             .map_err(|e| Error::with_source(ErrorKind::Process(ProcessError::SpawnFailed), e))?;
         let pipe = |fd: Option<OwnedFd>| fd.map(|fd| Pipe { fd: Fd::from(fd) });

@@ -274,6 +274,46 @@ impl<'a> Command<'a> {
         [self.stdin.kind(), self.stdout.kind(), self.stderr.kind()]
     }
 
+    /// A `std::process::Command` with this command's program, arguments,
+    /// environment, working directory and stdio kinds: the portable part of
+    /// spawning that every backend shares (backends then take the pipes).
+    ///
+    /// ```
+    /// use weft::process::Command;
+    /// let cmd = Command::from_argv(["echo", "hi"]).unwrap().env("A", "1");
+    /// let std = cmd.to_std();
+    /// assert_eq!(std.get_program(), "echo");
+    /// assert_eq!(std.get_args().collect::<Vec<_>>(), ["hi"]);
+    /// ```
+    pub fn to_std(&self) -> std::process::Command {
+        fn std_stdio(s: Stdio) -> std::process::Stdio {
+            match s {
+                Stdio::Inherit => std::process::Stdio::inherit(),
+                Stdio::Null => std::process::Stdio::null(),
+                Stdio::Pipe => std::process::Stdio::piped(),
+            }
+        }
+        let mut c = std::process::Command::new(self.get_program());
+        c.args(self.get_args());
+        if self.is_env_cleared() {
+            c.env_clear();
+        }
+        for (k, v) in self.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        if let Some(dir) = self.get_current_dir() {
+            c.current_dir(dir);
+        }
+        let [i, o, e] = self.stdio_kinds();
+        c.stdin(std_stdio(i))
+            .stdout(std_stdio(o))
+            .stderr(std_stdio(e));
+        c
+    }
+
     /// Whether any standard stream is connected to a flow, which needs a
     /// fiber to copy it.
     pub(crate) fn has_flows(&self) -> bool {
