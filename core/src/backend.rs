@@ -257,6 +257,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn has_remote(&self) -> bool {
         !self.remote.load(Ordering::Acquire).is_null()
     }
@@ -476,6 +477,7 @@ unsafe fn call_hook<T, H: FnOnce(&Resumer<T>, &Error)>(data: *mut (), reason: &E
 /// thread), it blocks that thread until the resumer is used — so weft's
 /// promises, streams and locks also work from ordinary threads. `what` names the wait in deadlock reports
 /// ("promise", "stream take", …).
+#[inline]
 pub fn suspend<T>(what: &'static str, register: impl FnOnce(Resumer<T>)) -> Result<T> {
     suspend_with_cancel(what, register, |r: &Resumer<T>, reason: &Error| {
         let _ = r.fail(Error::cancelled(reason.clone()));
@@ -486,6 +488,7 @@ pub fn suspend<T>(what: &'static str, register: impl FnOnce(Resumer<T>)) -> Resu
 /// own thread when its context is cancelled while it waits; it gets the
 /// fiber's resumer and the cancellation reason. It may resume the fiber at
 /// once, or start an asynchronous cancellation whose completion resumes it.
+#[inline]
 pub fn suspend_with_cancel<T, H>(
     what: &'static str,
     register: impl FnOnce(Resumer<T>),
@@ -555,6 +558,7 @@ fn block_thread<T>(register: impl FnOnce(Resumer<T>)) -> Result<T> {
 /// Suspends the current fiber without registering for cancellation: only the
 /// resumer can end this wait. For waits that must not be interrupted, such
 /// as a switch joining its fibers.
+#[inline]
 pub(crate) fn suspend_uncancellable<T>(
     what: &'static str,
     register: impl FnOnce(Resumer<T>),

