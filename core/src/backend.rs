@@ -48,6 +48,7 @@
 //! ```
 
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -430,6 +431,24 @@ impl<T> Resumer<T> {
         self.slot.is_waiting(self.epoch)
     }
 
+    /// A copy that does not count as a reference to the wake slot: it must
+    /// never be dropped (hence `ManuallyDrop`).
+    ///
+    /// # Safety
+    /// The copy must not be used after the last counted reference to the
+    /// slot is gone.
+    unsafe fn uncounted_copy(&self) -> ManuallyDrop<Resumer<T>> {
+        // SAFETY: the pointer comes from a live `Arc`; the result is never
+        // dropped, so the count it did not take is never given back, and the
+        // caller guarantees a counted reference outlives its use.
+        let slot = unsafe { Arc::from_raw(Arc::as_ptr(&self.slot)) };
+        ManuallyDrop::new(Resumer {
+            slot,
+            epoch: self.epoch,
+            out: self.out,
+        })
+    }
+
     /// True if both resumers belong to the same wait.
     pub fn same_wait(&self, other: &Resumer<T>) -> bool {
         Arc::ptr_eq(&self.slot, &other.slot) && self.epoch == other.epoch
@@ -454,7 +473,8 @@ impl RawHook {
 }
 
 struct Frame<T, H> {
-    resumer: Resumer<T>,
+    /// Saves two atomic reference-count operations per suspension.
+    resumer: ManuallyDrop<Resumer<T>>,
     hook: Option<H>,
 }
 
@@ -510,11 +530,15 @@ where
         epoch,
         out: NonNull::from(&cell),
     };
-    register(resumer.clone());
+    // SAFETY: the frame keeps this uncounted copy only while the fiber is
+    // suspended here, and the fiber's control block holds a counted
+    // reference to its wake slot until the fiber finishes.
+    let uncounted = unsafe { resumer.uncounted_copy() };
     let mut frame = Frame {
-        resumer,
+        resumer: uncounted,
         hook: Some(hook),
     };
+    register(resumer);
     let raw = RawHook {
         data: &mut frame as *mut Frame<T, H> as *mut (),
         call: call_hook::<T, H>,

@@ -220,6 +220,9 @@ impl Scheduler {
         old
     }
 
+    /// The running fiber's wake slot (made on first use). Its control block
+    /// keeps a counted reference until the fiber finishes, which
+    /// `suspend_with_cancel` relies on.
     pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
         let key = self.current_key();
         self.cur()
