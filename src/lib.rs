@@ -137,3 +137,8 @@ pub mod uring {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guide (`doc/guide.md`), its examples compiled and run as doc-tests.
+#[doc = include_str!("../doc/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
