@@ -107,6 +107,21 @@ pub fn run<T>(main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
 }
 
 /// Runs `main` on the given backend.
+///
+/// For programs that must not run on some backend, or tests that run the
+/// same code on each; [`run`] leaves the choice to `WEFT_BACKEND` and the
+/// machine.
+///
+/// ```
+/// use weft::{Backend, ErrorKind};
+///
+/// let id = weft::run_with(Backend::Posix, |env| Ok(env.backend_id())).unwrap();
+/// assert_eq!(id, "posix");
+///
+/// // The mock backend has no process manager: a clear error, not a crash.
+/// let err = weft::run_with(Backend::Mock, |env| env.process_mgr().run(&["true"])).unwrap_err();
+/// assert_eq!(err.kind(), &ErrorKind::InvalidInput);
+/// ```
 pub fn run_with<T>(backend: Backend, main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
     match backend {
         Backend::Posix => weft_posix::run(&RunConfig::default(), main),
@@ -137,3 +152,8 @@ pub mod uring {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guide (`doc/guide.md`), its examples compiled and run as doc-tests.
+#[doc = include_str!("../doc/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;

@@ -204,7 +204,30 @@ impl weft_core::domain::DomainBackend for MockDomains {
     }
 }
 
-/// Runs `main` under the mock backend with default settings.
+/// Runs `main` under the mock backend with default settings. Trace lines
+/// are printed (use [`run_traced`] to get them back).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::{fiber, sync::Promise, ErrorKind};
+///
+/// // Virtual time: an hour passes at once.
+/// let elapsed = weft::mock::run(|env| {
+///     let clock = env.mono_clock();
+///     clock.sleep(Duration::from_secs(3600))?;
+///     Ok(clock.now()?.since_origin())
+/// })
+/// .unwrap();
+/// assert_eq!(elapsed, Duration::from_secs(3600));
+///
+/// // A run that can never finish stops with a deadlock report.
+/// let err = weft::mock::run(|_env| {
+///     let (p, _r) = Promise::<()>::new();
+///     fiber::both(|| p.wait().map(drop), || p.wait().map(drop))
+/// })
+/// .unwrap_err();
+/// assert_eq!(err.kind(), &ErrorKind::Deadlock);
+/// ```
 pub fn run<T>(main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
     Config::new().run(main)
 }

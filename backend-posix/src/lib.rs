@@ -7,9 +7,12 @@
 //! async-signal-safe).
 //!
 //! This is the fallback backend where io_uring is unavailable, and the one
-//! `WEFT_BACKEND=posix` selects. The network, filesystem and process
-//! capabilities on top of it are being built (issue 3); today it runs
-//! fibers, timers, cross-thread wake-ups and fd readiness waits.
+//! `WEFT_BACKEND=posix` selects. On top of the readiness layer it provides
+//! the whole `Env`: sockets (TCP, UDP, Unix) wait for readiness; file
+//! operations and name lookups, which have no readiness to wait for, run on
+//! [system threads](weft_core::systhread), suspending only the calling
+//! fiber; child processes are waited for through their pidfd (or by polling
+//! where there is none).
 //!
 //! ```
 //! use std::time::Duration;

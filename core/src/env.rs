@@ -17,6 +17,25 @@ use crate::stdio::{StdOutput, Stdin};
 use crate::time::{Clock, MonoClock};
 
 /// The capabilities of a running program.
+///
+/// `main` receives it from `weft::run`; pass on to each part of the program
+/// only the capabilities it needs.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::flow::{self, Sink};
+///
+/// /// Needs a clock and somewhere to write; cannot touch files or the network.
+/// fn countdown(clock: weft::time::MonoClock, out: &impl Sink) -> weft::Result<()> {
+///     for n in (1..=3).rev() {
+///         flow::copy_string(&format!("{n}...\n"), out)?;
+///         clock.sleep(Duration::from_millis(1))?;
+///     }
+///     flow::copy_string("liftoff\n", out)
+/// }
+///
+/// weft::run(|env| countdown(env.mono_clock(), &env.stdout())).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 pub struct Env {
     clock: Clock,

@@ -71,6 +71,24 @@ pub fn await_cancel() -> Error {
 
 /// Runs `f` and `g` concurrently (`f` first) and waits for both. If either
 /// fails, the other is cancelled and the failure is returned.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::{fiber, Error, ErrorKind};
+///
+/// weft::mock::run(|env| {
+///     let clock = env.mono_clock();
+///     let nap = |s| clock.sleep(Duration::from_secs(s));
+///     fiber::both(|| nap(1), || nap(2))?;
+///     assert_eq!(clock.now()?.since_origin(), Duration::from_secs(2), "side by side");
+///
+///     let failed = fiber::both(|| nap(10), || Err(Error::new(ErrorKind::Closed)));
+///     assert_eq!(failed.unwrap_err().kind(), &ErrorKind::Closed);
+///     assert_eq!(clock.now()?.since_origin(), Duration::from_secs(2), "the nap was cancelled");
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
 pub fn both(f: impl FnOnce() -> Result<()>, g: impl FnOnce() -> Result<()>) -> Result<()> {
     Switch::run(|sw| {
         sw.fork(f);
@@ -123,6 +141,28 @@ where
 /// succeed, cancelling the other. If both succeed before the cancellation
 /// takes effect, the first result is kept (see [`first_with`] to combine).
 /// A failure of either (other than the cancellation) is returned.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::{fiber, traceln};
+///
+/// let (result, trace) = weft::mock::run_traced(|env| {
+///     let clock = env.mono_clock();
+///     let from_cache = || {
+///         clock.sleep(Duration::from_millis(5))?;
+///         Ok("cached")
+///     };
+///     let from_origin = || {
+///         let r = clock.sleep(Duration::from_millis(80));
+///         traceln!("origin: {}", if r.is_err() { "cancelled" } else { "finished" });
+///         r.map(|()| "fresh")
+///     };
+///     assert_eq!(fiber::first(from_cache, from_origin)?, "cached");
+///     Ok(())
+/// });
+/// result.unwrap();
+/// assert_eq!(trace, ["mock time is now 0.005", "origin: cancelled"]);
+/// ```
 pub fn first<T>(f: impl FnOnce() -> Result<T>, g: impl FnOnce() -> Result<T>) -> Result<T> {
     race([boxed(f), boxed(g)], &|a, _| a)
 }

@@ -6,7 +6,7 @@
 //! and fails unless it exits with code 0:
 //!
 //! ```
-//! weft::run_with(weft::Backend::Posix, |env| {
+//! weft::run(|env| {
 //!     let proc_mgr = env.process_mgr();
 //!     proc_mgr.run(&["echo", "hello"])?; // prints "hello"
 //!     Ok(())
@@ -24,7 +24,7 @@
 //! use weft::flow;
 //! use weft::process::Command;
 //!
-//! weft::run_with(weft::Backend::Posix, |env| {
+//! weft::run(|env| {
 //!     let out = flow::buffer_sink();
 //!     let tr = Command::new("tr")
 //!         .args(["a-z", "A-Z"])
@@ -46,7 +46,7 @@
 //! use weft::process::{Command, ProcessError};
 //! use weft::ErrorKind;
 //!
-//! weft::run_with(weft::Backend::Posix, |env| {
+//! weft::run(|env| {
 //!     let proc_mgr = env.process_mgr();
 //!     let echo = Command::from_argv(["echo", "hello"])?;
 //!     assert_eq!(proc_mgr.parse_out(echo, 1024, |r| r.line())?, "hello");
@@ -76,7 +76,7 @@
 //! use std::time::Duration;
 //! use weft::process::Command;
 //!
-//! weft::run_with(weft::Backend::Posix, |env| {
+//! weft::run(|env| {
 //!     let proc_mgr = env.process_mgr();
 //!     let clock = env.mono_clock();
 //!     let r = weft::time::with_timeout(clock, Duration::from_millis(20), || {
@@ -318,6 +318,20 @@ impl ProcessMgr {
     /// the standard streams, and waits for it. Fails unless it exits with
     /// code 0: `Process(Exited(code))` or `Process(Signaled(sig))`, with
     /// the context `running command: ...`.
+    ///
+    /// ```
+    /// use weft::{ErrorKind, ProcessError};
+    ///
+    /// weft::run(|env| {
+    ///     let pm = env.process_mgr();
+    ///     pm.run(&["sh", "-c", "test 1 -lt 2"])?;
+    ///     let err = pm.run(&["sh", "-c", "test 2 -lt 1"]).unwrap_err();
+    ///     assert_eq!(err.kind(), &ErrorKind::Process(ProcessError::Exited(1)));
+    ///     assert!(pm.run(&[]).is_err(), "an empty command line is refused");
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn run(&self, argv: &[&str]) -> Result<()> {
         self.run_with(Command::from_argv(argv)?)
     }

@@ -149,6 +149,40 @@ impl<'env> Switch<'_, 'env> {
     ///
     /// If any fiber panicked, the first panic is re-raised here after all
     /// the others have been cancelled and joined.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft::{Error, ErrorKind, Switch};
+    ///
+    /// weft::mock::run(|env| {
+    ///     let clock = env.mono_clock();
+    ///     // Every fiber has finished when `run` returns: the value is final.
+    ///     let results = std::cell::RefCell::new(Vec::new());
+    ///     Switch::run(|sw| {
+    ///         for n in [3, 1, 2] {
+    ///             let results = &results;
+    ///             sw.fork(move || {
+    ///                 clock.sleep(Duration::from_secs(n))?;
+    ///                 results.borrow_mut().push(n);
+    ///                 Ok(())
+    ///             });
+    ///         }
+    ///         Ok(())
+    ///     })?;
+    ///     assert_eq!(results.into_inner(), [1, 2, 3]);
+    ///
+    ///     // A failing fiber cancels the others; `run` returns its error.
+    ///     let r = Switch::run(|sw| {
+    ///         sw.fork(|| clock.sleep(Duration::from_secs(100)));
+    ///         sw.fork(|| Err(Error::msg(ErrorKind::InvalidInput, "no")));
+    ///         Ok(())
+    ///     });
+    ///     assert_eq!(r.unwrap_err().kind(), &ErrorKind::InvalidInput);
+    ///     assert_eq!(clock.now()?.since_origin(), Duration::from_secs(3), "nobody slept 100 s");
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn run<T, F>(f: F) -> Result<T>
     where
         F: for<'sw> FnOnce(&'sw Switch<'sw, 'env>) -> Result<T>,
@@ -253,6 +287,26 @@ impl<'sw> Switch<'sw, '_> {
     /// If the switch has already been cancelled (or has failed), `f` is
     /// dropped without running and the caller continues, as in Eio: the
     /// fiber's failure would only have echoed the switch's own.
+    ///
+    /// ```
+    /// use weft::{fiber, traceln, Switch};
+    ///
+    /// let (result, trace) = weft::mock::run_traced(|_env| {
+    ///     let name = String::from("child");
+    ///     Switch::run(|sw| {
+    ///         sw.fork(|| {
+    ///             traceln!("{name}: runs first"); // borrows `name`
+    ///             fiber::yield_now()?;
+    ///             traceln!("{name}: resumed");
+    ///             Ok(())
+    ///         });
+    ///         traceln!("parent: runs once the child waits");
+    ///         Ok(())
+    ///     })
+    /// });
+    /// result.unwrap();
+    /// assert_eq!(trace, ["child: runs first", "parent: runs once the child waits", "child: resumed"]);
+    /// ```
     #[track_caller]
     pub fn fork<F>(&'sw self, f: F)
     where

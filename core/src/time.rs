@@ -84,7 +84,21 @@ impl Clock {
             .unwrap_or(0.0))
     }
 
-    /// Suspends the current fiber for `d`.
+    /// Suspends the current fiber for `d`. A cancellation point: a
+    /// cancelled sleep returns `Err(Cancelled)` at once.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    ///
+    /// weft::mock::run(|env| {
+    ///     let clock = env.clock();
+    ///     clock.sleep(Duration::from_secs(90))?; // virtual time: instant
+    ///     let now = clock.now()?.duration_since(UNIX_EPOCH).unwrap();
+    ///     assert_eq!(now, Duration::from_secs(90));
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn sleep(&self, d: Duration) -> Result<()> {
         let s = sched::current()?;
         sleep_until_ns(s.now().saturating_add(duration_ns(d)))
@@ -143,7 +157,21 @@ impl MonoClock {
         Ok(Instant(sched::current()?.now()))
     }
 
-    /// Suspends the current fiber for `d`.
+    /// Suspends the current fiber for `d`. A cancellation point: a
+    /// cancelled sleep returns `Err(Cancelled)` at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// weft::run(|env| {
+    ///     let clock = env.mono_clock();
+    ///     let start = clock.now()?;
+    ///     clock.sleep(Duration::from_millis(5))?;
+    ///     assert!(clock.now()?.duration_since(start) >= Duration::from_millis(5));
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn sleep(&self, d: Duration) -> Result<()> {
         let s = sched::current()?;
         sleep_until_ns(s.now().saturating_add(duration_ns(d)))

@@ -97,6 +97,24 @@ pub use io::{parse, parse_bytes, parse_prefix, Lines};
 pub const DEFAULT_INITIAL_SIZE: usize = 4096;
 
 /// A buffer over a [`Source`], with parsers. See the [module docs](self).
+///
+/// ```
+/// use weft::buf_read::BufReader;
+/// use weft::{flow, ErrorKind};
+///
+/// weft::mock::run(|_env| {
+///     // A length-prefixed record: a big-endian u16, then that many bytes.
+///     let input = flow::string_source(b"\x00\x05hello\x00\x03hi".to_vec());
+///     let mut r = BufReader::new(input, 64);
+///     let len = r.u16_be()? as usize;
+///     assert_eq!(r.take_string(len)?, "hello");
+///     let len = r.u16_be()? as usize;
+///     let err = r.take(len).unwrap_err(); // only two bytes left
+///     assert_eq!(err.kind(), &ErrorKind::EndOfFile);
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
 pub struct BufReader<S> {
     src: S,
     /// The buffer; `buf.len()` is the capacity.

@@ -38,6 +38,20 @@ impl Path {
     }
 
     /// Opens the file for reading.
+    ///
+    /// ```
+    /// use weft::buf_read::BufReader;
+    ///
+    /// weft::run(|env| {
+    ///     // Doc-tests run in the crate's directory, which holds its manifest.
+    ///     let manifest = (env.cwd() / "Cargo.toml").open_in()?;
+    ///     let mut r = BufReader::new(manifest, 4096);
+    ///     let first = r.line()?;
+    ///     assert_eq!(first, "[package]");
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn open_in(&self) -> Result<File> {
         self.op("opening", |b, p| b.open_in(p)).map(File::from_impl)
     }
@@ -68,6 +82,23 @@ impl Path {
     }
 
     /// Reads the whole file.
+    ///
+    /// ```
+    /// use weft::{ErrorKind, FsError};
+    ///
+    /// weft::run(|env| {
+    ///     // Doc-tests run in the crate's directory, which holds its manifest.
+    ///     let cwd = env.cwd();
+    ///     let manifest = (&cwd / "Cargo.toml").load()?;
+    ///     assert!(manifest.starts_with(b"[package]"));
+    ///
+    ///     let err = (&cwd / "no-such-file").load().unwrap_err();
+    ///     assert_eq!(err.kind(), &ErrorKind::Fs(FsError::NotFound));
+    ///     assert!(err.to_string().ends_with("opening <cwd:no-such-file>"), "{err}");
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn load(&self) -> Result<Vec<u8>> {
         let file = self.open_in()?;
         let mut out = Vec::new();
@@ -87,6 +118,26 @@ impl Path {
     /// Writes `data` as the file's contents, creating it as `create` says
     /// (with [`Create::IfMissing`], an existing file longer than `data`
     /// keeps its tail).
+    ///
+    /// ```
+    /// use weft::fs::Create;
+    /// use weft::{ErrorKind, FsError};
+    ///
+    /// weft::run(|env| {
+    ///     let tmp = std::env::temp_dir();
+    ///     let name = format!("weft-doc-save-{}", std::process::id());
+    ///     let dir = env.fs() / tmp.to_str().unwrap() / name;
+    ///     dir.mkdir(0o700)?;
+    ///     let path = &dir / "settings";
+    ///     path.save("verbose=1\n", Create::Exclusive(0o600))?;
+    ///     let again = path.save("verbose=0\n", Create::Exclusive(0o600)).unwrap_err();
+    ///     assert_eq!(again.kind(), &ErrorKind::Fs(FsError::AlreadyExists));
+    ///     path.save("quiet\n", Create::OrTruncate(0o600))?;
+    ///     assert_eq!(path.load_string()?, "quiet\n");
+    ///     dir.rmtree()
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn save(&self, data: impl AsRef<[u8]>, create: Create) -> Result<()> {
         self.save_with(data, OpenOut::new(create))
     }

@@ -164,6 +164,30 @@ impl Net {
     }
 
     /// Listens on `addr` with default options (backlog 128, `SO_REUSEADDR`).
+    ///
+    /// Port 0 picks a free port; [`Listener::local_addr`] tells which.
+    ///
+    /// ```
+    /// use weft::flow::{Sink, Source};
+    /// use weft::fiber;
+    ///
+    /// weft::run(|env| {
+    ///     let net = env.net();
+    ///     let listener = net.listen(&"127.0.0.1:0".parse()?)?;
+    ///     let addr = listener.local_addr()?;
+    ///     fiber::both(
+    ///         || {
+    ///             let (conn, _peer) = listener.accept()?;
+    ///             conn.write_all(b"welcome")
+    ///         },
+    ///         || {
+    ///             assert_eq!(net.connect(&addr)?.read_all()?, "welcome");
+    ///             Ok(())
+    ///         },
+    ///     )
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn listen(&self, addr: &Addr) -> Result<Listener> {
         self.listen_with(addr, &ListenOptions::default())
     }
@@ -177,7 +201,38 @@ impl Net {
         Ok(Listener { inner })
     }
 
-    /// Connects to `addr`.
+    /// Connects to `addr`. Errors say which address
+    /// (`net: connection refused, connecting to tcp:127.0.0.1:9`).
+    ///
+    /// ```
+    /// use weft::flow::{Shutdown, ShutdownKind, Sink, Source};
+    /// use weft::{fiber, ErrorKind, NetError};
+    ///
+    /// weft::run(|env| {
+    ///     let net = env.net();
+    ///     let listener = net.listen(&"127.0.0.1:0".parse()?)?;
+    ///     let addr = listener.local_addr()?;
+    ///     fiber::both(
+    ///         || {
+    ///             let (conn, _peer) = listener.accept()?;
+    ///             let question = conn.read_all()?;
+    ///             conn.write_all(format!("you said {question:?}").as_bytes())
+    ///         },
+    ///         || {
+    ///             let conn = net.connect(&addr)?;
+    ///             conn.write_all(b"hi")?;
+    ///             conn.shutdown(ShutdownKind::Write)?;
+    ///             assert_eq!(conn.read_all()?, r#"you said "hi""#);
+    ///             Ok(())
+    ///         },
+    ///     )?;
+    ///     drop(listener);
+    ///     let refused = net.connect(&addr).unwrap_err();
+    ///     assert_eq!(refused.kind(), &ErrorKind::Net(NetError::ConnectionRefused));
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn connect(&self, addr: &Addr) -> Result<Stream> {
         let inner = self
             .backend

@@ -113,6 +113,38 @@ struct State {
 /// A fiber-aware mutual-exclusion lock protecting a `T`: waiting suspends
 /// the fiber, waiters are served in FIFO order, and a writer that fails
 /// poisons it (see [`use_rw`](Mutex::use_rw)).
+///
+/// ```
+/// use weft::{fiber, sync::Mutex, ErrorKind, Error};
+///
+/// weft::mock::run(|_env| {
+///     let log = Mutex::new(Vec::new());
+///     fiber::both(
+///         || {
+///             let mut l = log.lock()?;
+///             l.push("a1");
+///             fiber::yield_now()?; // still holding the lock
+///             l.push("a2");
+///             Ok(())
+///         },
+///         || {
+///             log.lock()?.push("b"); // waits for the first fiber
+///             Ok(())
+///         },
+///     )?;
+///     assert_eq!(*log.lock()?, ["a1", "a2", "b"]);
+///
+///     // A writer that fails leaves the data suspect: the mutex is poisoned.
+///     let r: weft::Result<()> = log.use_rw(false, |l| {
+///         l.clear();
+///         Err(Error::msg(ErrorKind::InvalidInput, "gave up half-way"))
+///     });
+///     assert!(r.is_err());
+///     assert_eq!(log.lock().unwrap_err().kind(), &ErrorKind::Poisoned);
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
 pub struct Mutex<T: ?Sized> {
     state: std::sync::Mutex<State>,
     data: UnsafeCell<T>,

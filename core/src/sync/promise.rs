@@ -68,6 +68,27 @@ unsafe impl<T: Send + Sync> Sync for Inner<T> {}
 unsafe impl<T: Send> Send for Inner<T> {}
 
 /// The reading half of a promise: [`wait`](Promise::wait) for the value.
+///
+/// Clones share the promise: every waiter sees the one value.
+///
+/// ```
+/// use weft::{fiber, sync::Promise};
+///
+/// weft::mock::run(|_env| {
+///     let (config, set_config) = Promise::<String>::new();
+///     let (a, b) = fiber::pair(
+///         || Ok(config.wait()?.len()),   // waits
+///         || {
+///             set_config.resolve(String::from("port=80")).unwrap();
+///             Ok(config.wait()?.clone()) // already resolved: no wait
+///         },
+///     )?;
+///     assert_eq!((a, b.as_str()), (7, "port=80"));
+///     assert_eq!(config.peek().map(String::as_str), Some("port=80"));
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
 pub struct Promise<T> {
     inner: Arc<Inner<T>>,
 }

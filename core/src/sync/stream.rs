@@ -49,6 +49,27 @@ struct State<T> {
 }
 
 /// A bounded MPMC queue. Cloning gives another handle to the same stream.
+///
+/// ```
+/// use weft::{fiber, sync::Stream};
+///
+/// weft::mock::run(|_env| {
+///     let lines = Stream::new(2);
+///     let (_, received) = fiber::pair(
+///         || {
+///             for l in ["a", "b", "c"] {
+///                 lines.add(l)?; // waits while two are queued
+///             }
+///             Ok(())
+///         },
+///         || (0..3).map(|_| lines.take()).collect::<weft::Result<Vec<_>>>(),
+///     )?;
+///     assert_eq!(received, ["a", "b", "c"]);
+///     assert_eq!(lines.take_nonblocking(), None);
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
 pub struct Stream<T> {
     state: Arc<Mutex<State<T>>>,
 }
