@@ -11,7 +11,8 @@
 //!
 //! ```text
 //! cargo run --example mock_tested_client
-//! cargo test --test example_mock_client     # the tests below, and the demo on the mock
+//! cargo test --example mock_tested_client   # the tests below
+//! cargo test --test example_mock_client     # the same, and the demo on every backend
 //! ```
 
 use weft::buf_read::BufReader;
@@ -69,9 +70,10 @@ fn serve(conn: net::Stream) -> Result<()> {
     conn.write_all(format!("{reply}\n").as_bytes())
 }
 
-/// Starts a server and looks up three keys concurrently. Output goes
-/// through `traceln!`, which the mock backend captures for tests.
-pub fn demo(env: &Env) -> Result<()> {
+/// Starts a server and looks up three keys concurrently; returns what it
+/// found. Output goes through `traceln!`, which the mock backend captures
+/// for tests.
+pub fn demo(env: &Env) -> Result<Vec<Option<String>>> {
     let netw = env.net();
     let listener = netw.listen(&"127.0.0.1:0".parse()?)?;
     let addr = listener.local_addr()?;
@@ -79,15 +81,15 @@ pub fn demo(env: &Env) -> Result<()> {
         sw.fork_daemon(|| net::run_server(&listener, ServerOptions::default(), |c, _| serve(c)));
         let keys = ["greeting", "answer", "missing"];
         let values = fiber::map(3, keys, |key| get(&netw, &addr, key))?;
-        for (key, value) in keys.iter().zip(values) {
+        for (key, value) in keys.iter().zip(&values) {
             traceln!("{key} = {value:?}");
         }
-        Ok(())
+        Ok(values)
     })
 }
 
 fn main() -> Result<()> {
-    weft::run(demo)
+    weft::run(demo).map(drop)
 }
 
 #[cfg(test)]

@@ -1,19 +1,34 @@
-//! `examples/mock_tested_client.rs` on the mock backend: its own unit tests
-//! (the client against a scripted network) are compiled in here, and the
-//! whole demo — server and three concurrent clients — runs on the mock's
-//! in-memory network with a deterministic trace.
+//! `examples/mock_tested_client.rs`: its own unit tests (the client against
+//! the mock's scripted network) are compiled in here, and its whole demo —
+//! a server and three concurrent clients — runs on every backend, on the
+//! mock's in-memory network with a deterministic trace.
+
+use rstest::rstest;
+use weft::Backend;
 
 #[allow(dead_code)] // the example's `main`
 #[path = "../examples/mock_tested_client.rs"]
 mod example;
 
+fn expected() -> Vec<Option<String>> {
+    vec![Some("hello".to_string()), Some("42".to_string()), None]
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
+fn the_demo_finds_what_the_server_has(#[case] backend: Backend) {
+    assert_eq!(weft::run_with(backend, example::demo).unwrap(), expected());
+}
+
 #[test]
-fn the_demo_runs_on_the_mock_network() {
+fn on_the_mock_network_the_demo_traces_the_same_and_leaves_nothing_open() {
     let net = weft::mock::MemNet::new();
     let (r, trace) = weft::mock::Config::new()
         .net(net.clone())
         .run_traced(example::demo);
-    r.unwrap();
+    assert_eq!(r.unwrap(), expected());
     assert_eq!(
         trace,
         [
