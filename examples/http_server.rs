@@ -59,6 +59,11 @@ fn read_request<S: Source>(r: &mut BufReader<S>) -> Result<Option<Request>> {
                 .find(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
         };
+        if header("transfer-encoding").is_some() {
+            // Kept out of this example; a request we cannot frame ends the
+            // connection.
+            return Err(r.parse_error("chunked request bodies are not supported"));
+        }
         let connection = header("connection");
         let keep_alive = match req.version {
             Some(1) => connection.as_deref() != Some("close"),
