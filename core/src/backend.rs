@@ -56,6 +56,8 @@ use std::time::SystemTime;
 use crate::error::{Error, Result};
 use crate::sched::{self, FiberKey};
 
+pub use crate::detached::{spawn_detached, DetachedFiber};
+
 /// How long [`Driver::park`] may block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Park {

@@ -255,6 +255,31 @@ impl MemFs {
         )
     }
 
+    /// A process's working directory: `path` (or the run's working
+    /// directory), resolved as `env.fs()` resolves it, as an absolute path
+    /// and an unconfined `Dir` whose relative paths start there.
+    pub(crate) fn process_dir(&self, path: Option<&str>) -> Result<(String, Dir)> {
+        let mut t = self.lock();
+        let base = unconfined(&t);
+        let ino = match path {
+            None => t.cwd,
+            Some(p) => resolve::dir(&t, base, p)
+                .map_err(|e| e.context(format!("changing to working directory {p:?}")))?,
+        };
+        let abs = t.path_of(ino).ok_or_else(|| {
+            fs_err(FsError::NotFound).context("the working directory has been removed")
+        })?;
+        let dir = MemDir::new(
+            self.clone(),
+            &mut t,
+            Base {
+                start: ino,
+                confined: false,
+            },
+        );
+        Ok((abs, Dir::new("fs", Arc::new(dir))))
+    }
+
     /// Runs an inspection: `op` on the locked tree from the unconfined base,
     /// naming `what` and `path` in the context of an error.
     fn inspect<T>(

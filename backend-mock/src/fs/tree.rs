@@ -207,6 +207,25 @@ impl Tree {
 
     /// Whether directory `dir` is still linked in the tree (a removed one
     /// can still be the root of a `Dir`, but nothing can be created in it).
+    /// The absolute path of directory `dir`, through its parents (what
+    /// `getcwd` gives); a directory that was removed has none.
+    pub(crate) fn path_of(&self, dir: Ino) -> Option<String> {
+        let mut names = Vec::new();
+        let mut cur = dir;
+        while cur != ROOT {
+            let parent = self.parent(cur);
+            let name = self
+                .entries(parent)?
+                .iter()
+                .find(|(_, &ino)| ino == cur)
+                .map(|(n, _)| n.clone())?;
+            names.push(name);
+            cur = parent;
+        }
+        names.reverse();
+        Some(format!("/{}", names.join("/")))
+    }
+
     pub(crate) fn is_alive(&self, dir: Ino) -> bool {
         self.get(dir).nlink > 0
     }
