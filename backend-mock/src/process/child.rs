@@ -68,8 +68,8 @@ pub(crate) fn run_process(
 ) {
     let state = inv.state.clone();
     let name = inv.program().to_owned();
-    let status = if state.signal.get().is_some() {
-        // Killed before it ever ran.
+    let status = if state.signal.get().is_some() || weft_core::fiber::check().is_err() {
+        // Killed (or its run ended) before it ever ran.
         None
     } else {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program(&inv)));

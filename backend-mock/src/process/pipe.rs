@@ -9,9 +9,11 @@
 //! * Writing after the reading end has closed fails with
 //!   `Net(BrokenPipe)` (a mock program that gets it dies of `SIGPIPE`, see
 //!   [`Programs`](super::Programs)).
-//! * A cancelled read consumed nothing and a cancelled write wrote
-//!   nothing: waiting is the mock network's `wait_until`, which only
-//!   changes the pipe when the operation completes.
+//! * Every read and write is a cancellation point, even one that need not
+//!   wait (so a signal stops a program that only writes). A cancelled read
+//!   consumed nothing and a cancelled write wrote nothing: waiting is the
+//!   mock network's `wait_until`, which only changes the pipe when the
+//!   operation completes.
 //!
 //! Pipes outlive the run only in the parent's hands (a `Child` returned
 //! from `main`); the process fiber always finishes inside the run (see
@@ -90,6 +92,7 @@ pub(crate) struct PipeWriter {
 
 impl Source for PipeReader {
     fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        crate::fs::not_cancelled()?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -115,6 +118,7 @@ impl Source for PipeReader {
 
 impl Sink for PipeWriter {
     fn write(&self, data: &[u8]) -> Result<usize> {
+        crate::fs::not_cancelled()?;
         if data.is_empty() {
             return Ok(0);
         }
@@ -212,6 +216,26 @@ mod tests {
             // A long write takes what fits.
             let n = w.write(&vec![2u8; PIPE_CAPACITY])?;
             assert_eq!(n, PIPE_CAPACITY - (PIPE_CAPACITY - 10 + 100 - 200));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_cancelled_fiber_neither_reads_nor_writes() {
+        crate::run(|_env| {
+            let (r, w) = pipe();
+            w.write_all(b"kept")?;
+            let e = weft_core::cancel::sub(|scope| {
+                scope.cancel(Error::msg(ErrorKind::InvalidInput, "stop"));
+                let mut buf = [0u8; 4];
+                r.read(&mut buf)?;
+                w.write(b"lost")
+            })
+            .unwrap_err();
+            assert!(e.is_cancelled());
+            drop(w);
+            assert_eq!(r.read_all()?, "kept");
             Ok(())
         })
         .unwrap();
