@@ -249,6 +249,110 @@ fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
     });
 }
 
+/// A read cancelled while in flight loses no bytes: what a read returned
+/// (even one that completed in the same instant as its cancellation) plus
+/// what the later reads return is the whole file, in order. On POSIX the
+/// read runs on a system thread that cannot be stopped, so this holds only
+/// because the position is moved when a result is delivered, not by the
+/// kernel; on io_uring a cancelled positioned read never moves it; the
+/// mock's reads never suspend, so none is cut short there, and the bytes
+/// must still all arrive in order.
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn a_cancelled_file_read_loses_no_bytes(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-cancel-read",
+        |_env, root, _| {
+            let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+            (root / "data").save(&data, Create::Exclusive(0o600))?;
+            let file = (root / "data").open_in()?;
+            let mut got = Vec::with_capacity(data.len());
+            let mut cancelled = 0;
+            for i in 0.. {
+                // A read raced against a sibling that finishes at once: the
+                // read is cancelled while on its way unless it wins.
+                let mut buf = vec![0u8; 4096 + (i % 3) * 1000];
+                let delivered = std::cell::Cell::new(None);
+                fiber::first(
+                    || {
+                        delivered.set(Some(file.read(&mut buf)?));
+                        Ok(())
+                    },
+                    || Ok(()),
+                )?;
+                match delivered.take() {
+                    Some(n) => got.extend_from_slice(&buf[..n]),
+                    None => cancelled += 1,
+                }
+                // Then an ordinary read, which goes on from where the last
+                // delivered read ended.
+                let mut buf = [0u8; 3000];
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got.len(), data.len(), "{cancelled} reads cancelled");
+            assert!(got == data, "every byte, in order");
+            if backend == Backend::Posix {
+                assert!(cancelled > 0, "no read was cancelled in flight");
+            }
+            Ok(())
+        },
+    );
+}
+
+/// An append lands at the end whatever the position and leaves the
+/// position there; fibers sharing one `File` each read their own bytes.
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn appends_and_a_shared_position(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-append-pos",
+        |_env, root, _| {
+            let log = root / "log";
+            log.save("head\n", Create::Exclusive(0o600))?;
+            let f = log.open_out(OpenOut::append(Create::Never))?;
+            assert_eq!(f.seek(SeekFrom::Start(0))?, 0);
+            f.write_all(b"tail\n")?;
+            assert_eq!((&f).stream_position()?, 10);
+            assert_eq!(f.seek(SeekFrom::Current(-5))?, 5);
+            assert_eq!(f.read_all()?, "tail\n");
+            assert_eq!(log.load_string()?, "head\ntail\n");
+
+            const N: u32 = 4_000;
+            let counters: Vec<u8> = (0..N).flat_map(u32::to_be_bytes).collect();
+            (root / "counters").save(&counters, Create::Exclusive(0o600))?;
+            let shared = (root / "counters").open_in()?;
+            let seen = std::cell::RefCell::new(Vec::new());
+            fiber::all((0..8).map(|_| {
+                let (shared, seen) = (&shared, &seen);
+                move || loop {
+                    let mut b = [0u8; 4];
+                    match shared.read_exact(&mut b) {
+                        Ok(()) => seen.borrow_mut().push(u32::from_be_bytes(b)),
+                        Err(e) if e.kind() == &ErrorKind::EndOfFile => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }))?;
+            let mut seen = seen.into_inner();
+            seen.sort_unstable();
+            assert!(seen == (0..N).collect::<Vec<_>>(), "each counter read once");
+            Ok(())
+        },
+    );
+}
+
 /// Nothing starts from a cancelled fiber: each directory and file call
 /// fails with `Cancelled` and changes nothing, whether the backend
 /// suspends for it (POSIX) or not (the mock).
