@@ -203,13 +203,11 @@ fn big_files_and_many_fibers(#[case] backend: Backend) {
 /// Every file call is a cancellation point, even when the data is there at
 /// once; a call still running on its system thread keeps its fd open until
 /// it finishes, and nothing leaks (checked by `with_scratch`).
-///
-/// POSIX only: it relies on file calls suspending the fiber (so that a
-/// sibling gets to fail meanwhile) and on `/dev/zero`. The mock's calls
-/// never suspend; `file_calls_are_cancellation_points` covers both.
 #[rstest]
 #[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
+// Not on the mock: its file calls never suspend, so these endless readers
+// would never let their sibling run (`file_calls_are_cancellation_points`).
 fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
     with_scratch(backend, Resolve::Kernel, "files-cancel", |env, root, _| {
         let zero = (env.fs() / "/dev/zero").open_out(OpenOut::new(Create::Never))?;
@@ -247,6 +245,54 @@ fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
         assert!(!(root / "never").exists()?);
         Ok(())
     });
+}
+
+/// `/dev/null` and `/dev/zero`: reads see end of file or zeros, writes are
+/// discarded and counted, the position stays 0, and they cannot be
+/// truncated or created anew.
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn dev_null_and_dev_zero(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-devices",
+        |env, _root, _| {
+            let null = (env.fs() / "/dev/null").open_out(OpenOut::new(Create::Never))?;
+            assert_eq!(null.stat()?.kind, FileKind::CharDevice);
+            assert_eq!(null.stat()?.size, 0);
+            assert_eq!(null.write(b"gone")?, 4);
+            assert_eq!(null.read_all()?, "");
+            let mut buf = [1u8; 5000];
+            assert_eq!(null.read_at(&mut buf, 0)?, 0);
+            drop(null);
+
+            let zero = (env.fs() / "/dev/zero").open_in()?;
+            zero.read_exact(&mut buf)?;
+            assert!(buf.iter().all(|&b| b == 0));
+            assert_eq!((&zero).stream_position()?, 0);
+            assert_eq!(zero.seek(SeekFrom::Start(100))?, 0);
+            buf[..10].fill(1);
+            assert_eq!(zero.read_at(&mut buf[..10], 1 << 40)?, 10);
+            assert_eq!(&buf[..10], &[0; 10]);
+            assert!(zero.write(b"x").is_err(), "opened for reading");
+            let zero = (env.fs() / "/dev/zero").open_out(OpenOut::new(Create::Never))?;
+            assert_eq!(zero.write(b"x")?, 1);
+            assert!(zero.set_len(0).is_err());
+            drop(zero);
+
+            assert_fs_err(
+                (env.fs() / "/dev/null").save("x", Create::Exclusive(0o600)),
+                FsError::AlreadyExists,
+                "opening",
+            );
+            (env.fs() / "/dev/null").save("x", Create::OrTruncate(0o600))?;
+            assert_eq!((env.fs() / "/dev/null").load()?, b"");
+            Ok(())
+        },
+    );
 }
 
 /// A read cancelled while in flight loses no bytes: what a read returned
@@ -684,9 +730,7 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
                 FsError::NotFound,
                 "examining",
             );
-            if backend != Backend::Mock {
-                assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
-            }
+            assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
 
             assert!((root / "file").exists()? && (root / "file").is_file()?);
             assert!(!(root / "file").is_dir()? && (root / "dirlink").is_dir()?);

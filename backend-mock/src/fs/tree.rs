@@ -47,6 +47,17 @@ pub(crate) enum Body {
     File(Vec<u8>),
     /// A symlink's target, as given.
     Symlink(String),
+    /// A character device.
+    Device(Device),
+}
+
+/// The character devices a [`MemFs`](super::MemFs) has, in `/dev`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Device {
+    /// `/dev/null`: reads see end of file, writes are discarded.
+    Null,
+    /// `/dev/zero`: reads give zeros, writes are discarded.
+    Zero,
 }
 
 /// A file, directory or symlink.
@@ -70,6 +81,7 @@ impl Inode {
             Body::Dir { .. } => FileKind::Directory,
             Body::File(_) => FileKind::File,
             Body::Symlink(_) => FileKind::Symlink,
+            Body::Device(_) => FileKind::CharDevice,
         }
     }
 
@@ -374,6 +386,7 @@ impl Tree {
             Body::Dir { .. } => DIR_SIZE,
             Body::File(data) => data.len() as u64,
             Body::Symlink(target) => target.len() as u64,
+            Body::Device(_) => 0,
         };
         Stat {
             kind: i.kind(),
@@ -404,7 +417,7 @@ impl Tree {
                         out.push(format!("{path}/"));
                         todo.push((ino, format!("{path}/")));
                     }
-                    Body::File(_) => out.push(path),
+                    Body::File(_) | Body::Device(_) => out.push(path),
                     Body::Symlink(target) => out.push(format!("{path} -> {target}")),
                 }
             }
