@@ -50,7 +50,7 @@
 //!   program fails to spawn with `Process(SpawnFailed)`, whose source is an
 //!   `io::Error` of kind `NotFound` naming it, as a missing executable does
 //!   on the real backends.
-//! * **Working directory.** The run's [`MemFs`](crate::MemFs): `/work`
+//! * **Working directory.** The run's [`MemFs`]: `/work`
 //!   unless the command sets one, which resolves as `env.fs()` resolves
 //!   paths (relative ones from the working directory, symlinks followed);
 //!   a missing directory or a file fails the spawn with
@@ -328,7 +328,6 @@ impl ProcessBackend for MockProcessMgr {
             programs: self.programs.clone(),
             state: state.clone(),
         };
-        traceln!("process: spawn {}", cmd.command_line());
         let (status, exit) = Promise::new();
         let fiber = spawn_detached(format!("process {pid} ({name})"), move || {
             child::run_process(program, inv, exit)
@@ -341,6 +340,7 @@ impl ProcessBackend for MockProcessMgr {
             }
         };
         let _ = state.fiber.set(fiber);
+        traceln!("process: spawn {}", cmd.command_line());
         Ok(Spawned {
             child: Box::new(MockChild { state, status }),
             stdin: parent_stdin,
