@@ -134,8 +134,8 @@ pub fn run_with<T>(backend: Backend, main: impl FnOnce(&Env) -> Result<T>) -> Re
 /// captured traces, for tests.
 pub mod mock {
     pub use weft_mock::{
-        run, run_traced, Action, Config, Conn, CopyMethod, Flow, Handler, ListeningSocket, MemFs,
-        MemNet, Net, OpenResources,
+        run, run_traced, Action, Config, Conn, CopyMethod, Flow, Handler, Invocation,
+        ListeningSocket, MemFs, MemNet, Net, OpenResources, Programs,
     };
 }
 

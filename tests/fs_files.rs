@@ -203,13 +203,11 @@ fn big_files_and_many_fibers(#[case] backend: Backend) {
 /// Every file call is a cancellation point, even when the data is there at
 /// once; a call still running on its system thread keeps its fd open until
 /// it finishes, and nothing leaks (checked by `with_scratch`).
-///
-/// POSIX only: it relies on file calls suspending the fiber (so that a
-/// sibling gets to fail meanwhile) and on `/dev/zero`. The mock's calls
-/// never suspend; `file_calls_are_cancellation_points` covers both.
 #[rstest]
 #[case::uring(Backend::Uring)]
 #[case::posix(Backend::Posix)]
+// Not on the mock: its file calls never suspend, so these endless readers
+// would never let their sibling run (`file_calls_are_cancellation_points`).
 fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
     with_scratch(backend, Resolve::Kernel, "files-cancel", |env, root, _| {
         let zero = (env.fs() / "/dev/zero").open_out(OpenOut::new(Create::Never))?;
@@ -247,6 +245,158 @@ fn cancelled_reads_stop_promptly(#[case] backend: Backend) {
         assert!(!(root / "never").exists()?);
         Ok(())
     });
+}
+
+/// `/dev/null` and `/dev/zero`: reads see end of file or zeros, writes are
+/// discarded and counted, the position stays 0, and they cannot be
+/// truncated or created anew.
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn dev_null_and_dev_zero(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-devices",
+        |env, _root, _| {
+            let null = (env.fs() / "/dev/null").open_out(OpenOut::new(Create::Never))?;
+            assert_eq!(null.stat()?.kind, FileKind::CharDevice);
+            assert_eq!(null.stat()?.size, 0);
+            assert_eq!(null.write(b"gone")?, 4);
+            assert_eq!(null.read_all()?, "");
+            let mut buf = [1u8; 5000];
+            assert_eq!(null.read_at(&mut buf, 0)?, 0);
+            drop(null);
+
+            let zero = (env.fs() / "/dev/zero").open_in()?;
+            zero.read_exact(&mut buf)?;
+            assert!(buf.iter().all(|&b| b == 0));
+            assert_eq!((&zero).stream_position()?, 0);
+            assert_eq!(zero.seek(SeekFrom::Start(100))?, 0);
+            buf[..10].fill(1);
+            assert_eq!(zero.read_at(&mut buf[..10], 1 << 40)?, 10);
+            assert_eq!(&buf[..10], &[0; 10]);
+            assert!(zero.write(b"x").is_err(), "opened for reading");
+            let zero = (env.fs() / "/dev/zero").open_out(OpenOut::new(Create::Never))?;
+            assert_eq!(zero.write(b"x")?, 1);
+            assert!(zero.set_len(0).is_err());
+            drop(zero);
+
+            assert_fs_err(
+                (env.fs() / "/dev/null").save("x", Create::Exclusive(0o600)),
+                FsError::AlreadyExists,
+                "opening",
+            );
+            (env.fs() / "/dev/null").save("x", Create::OrTruncate(0o600))?;
+            assert_eq!((env.fs() / "/dev/null").load()?, b"");
+            Ok(())
+        },
+    );
+}
+
+/// A read cancelled while in flight loses no bytes: what a read returned
+/// (even one that completed in the same instant as its cancellation) plus
+/// what the later reads return is the whole file, in order. On POSIX the
+/// read runs on a system thread that cannot be stopped, so this holds only
+/// because the position is moved when a result is delivered, not by the
+/// kernel; on io_uring a cancelled positioned read never moves it; the
+/// mock's reads never suspend, so none is cut short there, and the bytes
+/// must still all arrive in order.
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn a_cancelled_file_read_loses_no_bytes(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-cancel-read",
+        |_env, root, _| {
+            let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+            (root / "data").save(&data, Create::Exclusive(0o600))?;
+            let file = (root / "data").open_in()?;
+            let mut got = Vec::with_capacity(data.len());
+            let mut cancelled = 0;
+            for i in 0.. {
+                // A read raced against a sibling that finishes at once: the
+                // read is cancelled while on its way unless it wins.
+                let mut buf = vec![0u8; 4096 + (i % 3) * 1000];
+                let delivered = std::cell::Cell::new(None);
+                fiber::first(
+                    || {
+                        delivered.set(Some(file.read(&mut buf)?));
+                        Ok(())
+                    },
+                    || Ok(()),
+                )?;
+                match delivered.take() {
+                    Some(n) => got.extend_from_slice(&buf[..n]),
+                    None => cancelled += 1,
+                }
+                // Then an ordinary read, which goes on from where the last
+                // delivered read ended.
+                let mut buf = [0u8; 3000];
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got.len(), data.len(), "{cancelled} reads cancelled");
+            assert!(got == data, "every byte, in order");
+            if backend == Backend::Posix {
+                assert!(cancelled > 0, "no read was cancelled in flight");
+            }
+            Ok(())
+        },
+    );
+}
+
+/// An append lands at the end whatever the position and leaves the
+/// position there; fibers sharing one `File` each read their own bytes.
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+#[case::mock(Backend::Mock)]
+fn appends_and_a_shared_position(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-append-pos",
+        |_env, root, _| {
+            let log = root / "log";
+            log.save("head\n", Create::Exclusive(0o600))?;
+            let f = log.open_out(OpenOut::append(Create::Never))?;
+            assert_eq!(f.seek(SeekFrom::Start(0))?, 0);
+            f.write_all(b"tail\n")?;
+            assert_eq!((&f).stream_position()?, 10);
+            assert_eq!(f.seek(SeekFrom::Current(-5))?, 5);
+            assert_eq!(f.read_all()?, "tail\n");
+            assert_eq!(log.load_string()?, "head\ntail\n");
+
+            const N: u32 = 4_000;
+            let counters: Vec<u8> = (0..N).flat_map(u32::to_be_bytes).collect();
+            (root / "counters").save(&counters, Create::Exclusive(0o600))?;
+            let shared = (root / "counters").open_in()?;
+            let seen = std::cell::RefCell::new(Vec::new());
+            fiber::all((0..8).map(|_| {
+                let (shared, seen) = (&shared, &seen);
+                move || loop {
+                    let mut b = [0u8; 4];
+                    match shared.read_exact(&mut b) {
+                        Ok(()) => seen.borrow_mut().push(u32::from_be_bytes(b)),
+                        Err(e) if e.kind() == &ErrorKind::EndOfFile => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }))?;
+            let mut seen = seen.into_inner();
+            seen.sort_unstable();
+            assert!(seen == (0..N).collect::<Vec<_>>(), "each counter read once");
+            Ok(())
+        },
+    );
 }
 
 /// Nothing starts from a cancelled fiber: each directory and file call
@@ -580,9 +730,7 @@ fn stat_lstat_symlinks_and_read_link(#[case] backend: Backend) {
                 FsError::NotFound,
                 "examining",
             );
-            if backend != Backend::Mock {
-                assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
-            }
+            assert_eq!((env.fs() / "/dev/null").stat()?.kind, FileKind::CharDevice);
 
             assert!((root / "file").exists()? && (root / "file").is_file()?);
             assert!(!(root / "file").is_dir()? && (root / "dirlink").is_dir()?);

@@ -119,16 +119,19 @@ fn the_readme_examples_trace_exactly_and_the_same_every_time() {
             format!("{denied}, opening <cwd:link-to-tmp/file3>"),
             "save <dir1:file4> : ok".to_owned(),
             format!("{denied}, opening <dir1:../file5>"),
-            "<cwd:dir1/file1>: regular file, 1 bytes, 600, inode 8, modified at 0s".to_owned(),
+            "<cwd:dir1/file1>: regular file, 1 bytes, 600, inode 11, modified at 0s".to_owned(),
             "mock time is now 5".to_owned(),
-            "<cwd:link-to-dir1/file1>: regular file, 2 bytes, 600, inode 8, modified at 5s"
+            "<cwd:link-to-dir1/file1>: regular file, 2 bytes, 600, inode 11, modified at 5s"
                 .to_owned(),
-            "<cwd:dir1>: directory, 4096 bytes, 700, inode 5, modified at 0s".to_owned(),
+            "<cwd:dir1>: directory, 4096 bytes, 700, inode 8, modified at 0s".to_owned(),
         ]
     );
     assert_eq!(
         tree,
         [
+            "dev/",
+            "dev/null",
+            "dev/zero",
             "tmp/",
             "work/",
             "work/dir1/",

@@ -1,15 +1,17 @@
 //! Conformance: a child process never outlives its owner. Cancelling the
 //! fiber or switch that owns a `Child`, dropping it, or panicking kills and
 //! reaps it; no descriptor leaks in the parent, and none but the chosen
-//! standard streams reaches the child.
+//! standard streams reaches the child. Under the mock, "gone" means no
+//! longer among `Programs::running`, and its resources are `MemFs` handles.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
+use weft::mock::{MemFs, Programs};
 use weft::process::{Command, ExitStatus, Stdio};
 use weft::time::with_timeout;
-use weft::{Backend, Error, ErrorKind, Switch};
+use weft::{Backend, Env, Error, ErrorKind, Switch};
 
 /// fd counts are per process: tests in this file run one at a time so one
 /// test's descriptors do not show up in another's count.
@@ -29,9 +31,33 @@ fn sleeper() -> Command<'static> {
     Command::new("sleep").arg("100")
 }
 
+/// The mock world of one case (the real backends ignore it).
+#[derive(Default)]
+struct World {
+    programs: Programs,
+    fs: MemFs,
+}
+
+fn run<T>(
+    backend: Backend,
+    world: &World,
+    main: impl FnOnce(&Env) -> weft::Result<T>,
+) -> weft::Result<T> {
+    match backend {
+        Backend::Mock => weft::mock::Config::new()
+            .programs(world.programs.clone())
+            .fs(world.fs.clone())
+            .run(main),
+        real => weft::run_with(real, main),
+    }
+}
+
 /// Whether `pid` is gone: no process, not even a zombie waiting to be
 /// reaped, has it.
-fn is_gone(pid: u32) -> bool {
+fn is_gone(backend: Backend, world: &World, pid: u32) -> bool {
+    if backend == Backend::Mock {
+        return !world.programs.running().contains(&pid);
+    }
     let pid = libc::pid_t::try_from(pid).unwrap();
     // SAFETY: kill with signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
@@ -41,10 +67,12 @@ fn is_gone(pid: u32) -> bool {
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
 fn a_timeout_kills_and_reaps_the_child(#[case] backend: Backend) {
     let _serial = serial();
+    let world = World::default();
     let pid = Cell::new(0);
-    weft::run_with(backend, |env| {
+    run(backend, &world, |env| {
         let proc_mgr = env.process_mgr();
         let started = Instant::now();
         let r = with_timeout(env.mono_clock(), Duration::from_millis(50), || {
@@ -54,7 +82,11 @@ fn a_timeout_kills_and_reaps_the_child(#[case] backend: Backend) {
         });
         assert!(r.unwrap_err().is_timeout());
         assert!(started.elapsed() < Duration::from_secs(50));
-        assert!(is_gone(pid.get()), "pid {} still exists", pid.get());
+        assert!(
+            is_gone(backend, &world, pid.get()),
+            "pid {} still exists",
+            pid.get()
+        );
 
         // The `run` helpers too: this returns after 50 ms, not 100 s.
         let r = with_timeout(env.mono_clock(), Duration::from_millis(50), || {
@@ -70,10 +102,12 @@ fn a_timeout_kills_and_reaps_the_child(#[case] backend: Backend) {
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
 fn a_failing_switch_kills_its_childs_owner(#[case] backend: Backend) {
     let _serial = serial();
+    let world = World::default();
     let pid = Cell::new(0);
-    weft::run_with(backend, |env| {
+    run(backend, &world, |env| {
         let proc_mgr = env.process_mgr();
         let r = Switch::run(|sw| {
             sw.fork(|| {
@@ -86,7 +120,7 @@ fn a_failing_switch_kills_its_childs_owner(#[case] backend: Backend) {
             Ok(())
         });
         assert_eq!(r.unwrap_err().to_string(), "io error, sibling failed");
-        assert!(is_gone(pid.get()));
+        assert!(is_gone(backend, &world, pid.get()));
         Ok(())
     })
     .unwrap();
@@ -95,21 +129,23 @@ fn a_failing_switch_kills_its_childs_owner(#[case] backend: Backend) {
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
 fn dropping_a_running_child_kills_and_reaps_it(#[case] backend: Backend) {
     let _serial = serial();
-    weft::run_with(backend, |env| {
+    let world = World::default();
+    run(backend, &world, |env| {
         let proc_mgr = env.process_mgr();
         let child = proc_mgr.spawn(&sleeper())?;
         let pid = child.pid();
         drop(child);
-        assert!(is_gone(pid));
+        assert!(is_gone(backend, &world, pid));
 
         // A child that already exited (unreaped) is reaped, not signalled.
         let child = proc_mgr.spawn(&Command::new("true"))?;
         let pid = child.pid();
         env.mono_clock().sleep(Duration::from_millis(20))?;
         drop(child);
-        assert!(is_gone(pid));
+        assert!(is_gone(backend, &world, pid));
         Ok(())
     })
     .unwrap();
@@ -118,17 +154,20 @@ fn dropping_a_running_child_kills_and_reaps_it(#[case] backend: Backend) {
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+// Not on the mock: its processes are fibers of the run and end with it
+// (tests/process_mock_world.rs checks what a `Child` says after the run).
 fn outside_the_runtime_a_child_is_killed_waited_and_read(#[case] backend: Backend) {
     let _serial = serial();
-    let child = weft::run_with(backend, |env| env.process_mgr().spawn(&sleeper())).unwrap();
+    let world = World::default();
+    let child = run(backend, &world, |env| env.process_mgr().spawn(&sleeper())).unwrap();
     let pid = child.pid();
     assert_eq!(child.try_wait().unwrap(), None);
     drop(child);
-    assert!(is_gone(pid));
+    assert!(is_gone(backend, &world, pid));
 
     // Waiting and reading block the thread there.
     let cmd = Command::new("echo").arg("late").stdout(Stdio::Pipe);
-    let child = weft::run_with(backend, |env| env.process_mgr().spawn(&cmd)).unwrap();
+    let child = run(backend, &world, |env| env.process_mgr().spawn(&cmd)).unwrap();
     let out = weft::flow::Source::read_all(child.stdout().unwrap()).unwrap();
     assert_eq!(out, "late\n");
     assert!(child.wait().unwrap().success());
@@ -137,11 +176,13 @@ fn outside_the_runtime_a_child_is_killed_waited_and_read(#[case] backend: Backen
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
 fn a_panic_kills_the_child(#[case] backend: Backend) {
     let _serial = serial();
+    let world = World::default();
     let pid = Cell::new(0);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        weft::run_with(backend, |env| -> weft::Result<()> {
+        run(backend, &world, |env| -> weft::Result<()> {
             let child = env.process_mgr().spawn(&sleeper())?;
             pid.set(child.pid());
             panic!("boom with a child running");
@@ -149,18 +190,26 @@ fn a_panic_kills_the_child(#[case] backend: Backend) {
     }));
     assert!(r.is_err());
     assert_ne!(pid.get(), 0);
-    assert!(is_gone(pid.get()));
+    assert!(is_gone(backend, &world, pid.get()));
 }
 
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
 fn no_descriptor_leaks(#[case] backend: Backend) {
     let _serial = serial();
-    let before = open_fds();
-    weft::run_with(backend, |env| {
+    let world = World::default();
+    // fds on the real backends; open `MemFs` handles (a process holds its
+    // working directory) and running processes under the mock.
+    let resources = || match backend {
+        Backend::Mock => world.fs.open_handles() + world.programs.running().len(),
+        _ => open_fds(),
+    };
+    let before = resources();
+    run(backend, &world, |env| {
         let proc_mgr = env.process_mgr();
-        let inner_before = open_fds();
+        let inner_before = resources();
         for _ in 0..3 {
             let out = proc_mgr.output_string(Command::new("echo").arg("x"))?;
             assert_eq!(out, "x\n");
@@ -185,11 +234,11 @@ fn no_descriptor_leaks(#[case] backend: Backend) {
             });
             assert!(r.unwrap_err().is_timeout());
         }
-        assert_eq!(open_fds(), inner_before, "no fd leaked inside the runtime");
+        assert_eq!(resources(), inner_before, "no fd leaked inside the runtime");
         Ok(())
     })
     .unwrap();
-    assert_eq!(open_fds(), before, "no fd leaked");
+    assert_eq!(resources(), before, "no fd leaked");
 }
 
 /// This process's descriptors: number, what it refers to, and whether it
@@ -219,8 +268,11 @@ fn fds() -> Vec<(u32, String, bool)> {
 #[rstest]
 #[case::posix(Backend::Posix)]
 #[case::uring(Backend::Uring)]
+// Not on the mock: it is about the descriptors of real processes (it reads
+// /proc/self/fd in both); a mock program holds only its three streams.
 fn the_child_inherits_only_its_standard_streams(#[case] backend: Backend) {
     let _serial = serial();
+    let world = World::default();
     // Descriptors this test process itself inherited without close-on-exec
     // (a jobserver pipe, say) pass on to any child: not weft's business.
     let before = fds();
@@ -229,7 +281,7 @@ fn the_child_inherits_only_its_standard_streams(#[case] backend: Backend) {
         .filter(|(_, _, cloexec)| !cloexec)
         .map(|(fd, t, _)| (*fd, t.clone()))
         .collect();
-    weft::run_with(backend, |env| {
+    run(backend, &world, |env| {
         let proc_mgr = env.process_mgr();
         // Hold a socket, pipes and a pidfd while the child starts.
         let listener = env.net().listen(&"127.0.0.1:0".parse()?)?;

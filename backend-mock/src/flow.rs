@@ -91,7 +91,7 @@ impl std::fmt::Debug for Flow {
 
 /// Traces `data` as Eio's mock flows do: split after each newline, the first
 /// piece after `head`, the others on lines of their own after a space.
-fn trace_data(head: std::fmt::Arguments<'_>, data: &[u8]) {
+pub(crate) fn trace_data(head: std::fmt::Arguments<'_>, data: &[u8]) {
     let mut pieces = data.split_inclusive(|&b| b == b'\n');
     let first = pieces.next().unwrap_or(b"");
     traceln!("{head} {}", Quoted(first));

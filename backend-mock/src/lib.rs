@@ -35,6 +35,7 @@ pub mod flow;
 pub mod fs;
 pub mod handler;
 pub mod net;
+pub mod process;
 pub mod scripted_net;
 
 pub use action::Action;
@@ -42,6 +43,7 @@ pub use flow::{CopyMethod, Flow};
 pub use fs::MemFs;
 pub use handler::Handler;
 pub use net::{MemNet, OpenResources};
+pub use process::{Invocation, Programs};
 pub use scripted_net::{Conn, ListeningSocket, Net};
 
 use weft_core::backend::{Driver, Park, Parked, Unpark};
@@ -64,6 +66,7 @@ pub struct Config {
     seed: u64,
     net: Option<MemNet>,
     fs: Option<MemFs>,
+    programs: Option<Programs>,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Config {
             seed: 0,
             net: None,
             fs: None,
+            programs: None,
         }
     }
 
@@ -115,6 +119,15 @@ impl Config {
     /// ([`MemFs::read`], [`MemFs::open_handles`]).
     pub fn fs(mut self, fs: MemFs) -> Config {
         self.fs = Some(fs);
+        self
+    }
+
+    /// Runs with `programs` as the mock world's programs instead of a fresh
+    /// [`Programs::new`] (the built-ins), so a test can register its own
+    /// ([`Programs::register`]) or change the environment processes start
+    /// with. See [`process`].
+    pub fn programs(mut self, programs: Programs) -> Config {
+        self.programs = Some(programs);
         self
     }
 
@@ -158,13 +171,21 @@ impl Config {
         };
         let net = self.net.clone().unwrap_or_default();
         let fs = self.fs.clone().unwrap_or_default();
-        // Domains started from this run share its in-memory network and
-        // filesystem.
-        let domain_config = self.clone().net(net.clone()).fs(fs.clone());
+        let programs = self.programs.clone().unwrap_or_default();
+        // Domains started from this run share its in-memory network,
+        // filesystem and programs.
+        let domain_config = self
+            .clone()
+            .net(net.clone())
+            .fs(fs.clone())
+            .programs(programs.clone());
         let (fs_dir, cwd_dir) = fs.dirs();
         let env = Env::for_backend("mock")
             .with_net(weft_core::net::Net::new(Arc::new(net)))
             .with_fs(fs_dir, cwd_dir)
+            .with_process_mgr(weft_core::process::ProcessMgr::new(Arc::new(
+                process::MockProcessMgr { programs, fs },
+            )))
             .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(
                 weft_core::random::SeededRandom::new(self.seed),
             )))

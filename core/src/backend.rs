@@ -17,6 +17,11 @@
 //!    cancellation context is cancelled) calling [`Resumer::fail`]. They race
 //!    on one atomic in the fiber's wake slot; the loser gets its value back.
 //!
+//! A backend that simulates part of the outside world with fibers of its
+//! own (the mock's child processes) starts them with [`spawn_detached`]:
+//! fibers that belong to no switch, owned through a [`DetachedFiber`]
+//! handle, and cancelled and joined when the run's main fiber returns.
+//!
 //! A cancel hook need not resume the fiber at once: an io_uring operation
 //! submits `AsyncCancel` from its hook and lets the original completion resume
 //! the fiber (with `ECANCELED`, or with the result that arrived anyway), so a
@@ -56,6 +61,8 @@ use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::sched::{self, FiberKey};
+
+pub use crate::detached::{spawn_detached, DetachedFiber};
 
 /// How long [`Driver::park`] may block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod buf_read;
 pub mod buf_write;
 pub mod cancel;
+mod detached;
 pub mod domain;
 pub mod env;
 pub mod error;

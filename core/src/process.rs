@@ -91,6 +91,10 @@
 //!
 //! Only the standard streams chosen are passed to the child: every other
 //! descriptor weft opens is close-on-exec.
+//!
+//! Under the mock backend, programs are simulated: each is a handler that
+//! runs as a fiber of the run (`weft::mock::Programs`), with the same
+//! pipes, statuses, signals and lifetimes, on virtual time.
 
 use std::fmt;
 use std::sync::Arc;

@@ -102,6 +102,10 @@ pub(crate) struct Scheduler {
     /// Control blocks of finished fibers, for reuse (with their wake slots).
     spare_fibers: RefCell<Vec<Rc<Fiber>>>,
     pub(crate) root_ctx: Rc<CancelCtx>,
+    /// The parent of every detached fiber's context (see `crate::detached`).
+    pub(crate) detached_ctx: Rc<CancelCtx>,
+    /// Detached fibers that have not returned yet.
+    detached_live: Cell<usize>,
     /// Fibers to run before the next IO/timer turn.
     budget: Cell<usize>,
     /// The deadlock (or other fatal condition) that ended the run.
@@ -408,6 +412,14 @@ impl Scheduler {
         self.fibers.borrow().len()
     }
 
+    pub(crate) fn detached_started(&self) {
+        self.detached_live.set(self.detached_live.get() + 1);
+    }
+
+    pub(crate) fn detached_done(&self) {
+        self.detached_live.set(self.detached_live.get() - 1);
+    }
+
     fn run_fiber(&self, key: FiberKey) {
         let fp: *const Fiber = match self.fibers.borrow().get(key) {
             Some(f) => Rc::as_ptr(f),
@@ -535,7 +547,15 @@ impl Scheduler {
         let mut leaked = false;
         loop {
             if self.root_done.get() {
-                break;
+                if self.detached_live.get() == 0 {
+                    break;
+                }
+                // The run ends with its main fiber: detached fibers still
+                // running are cancelled, and finish inside the run.
+                self.detached_ctx.cancel(
+                    self,
+                    Error::msg(ErrorKind::Cancelled, "the run's main fiber has finished"),
+                );
             }
             self.drain_remote();
             let next = self.run_queue.pop_front();
@@ -569,6 +589,12 @@ impl Scheduler {
             if let Parked::Stuck = parked {
                 if !self.run_queue.is_empty() {
                     continue;
+                }
+                if self.root_done.get() {
+                    // Detached fibers, cancelled, that still cannot finish
+                    // (blocked in a protected region): the run is over.
+                    leaked = true;
+                    break;
                 }
                 if self.fatal.borrow().is_some() {
                     // Already cancelled everything once; what is left is
@@ -612,6 +638,8 @@ pub fn run_scheduler<T>(
         ));
     }
     let shared = Arc::new(Shared::new(driver.unparker()));
+    let root_ctx = CancelCtx::root();
+    let detached_ctx = CancelCtx::child(&root_ctx, false);
     let sched = Scheduler {
         fibers: RefCell::new(SlotMap::with_key()),
         run_queue: RunQueue::with_capacity(64),
@@ -624,7 +652,9 @@ pub fn run_scheduler<T>(
         driver: RefCell::new(driver),
         stacks: RefCell::new(StackPool::new(config.stack_size, config.max_idle_stacks)),
         spare_fibers: RefCell::new(Vec::new()),
-        root_ctx: CancelCtx::root(),
+        root_ctx,
+        detached_ctx,
+        detached_live: Cell::new(0),
         budget: Cell::new(1),
         fatal: RefCell::new(None),
     };

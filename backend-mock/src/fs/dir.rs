@@ -55,7 +55,7 @@ use weft_core::{Error, ErrorKind, FsError, Result};
 
 use super::file::MemFile;
 use super::resolve::{self, check_name, fs_err, Base, Found};
-use super::tree::{Body, Ino, Tree};
+use super::tree::{Body, Device, Ino, Tree};
 use super::{not_cancelled, MemFs};
 
 /// An error of kind `InvalidInput` saying `msg`.
@@ -83,6 +83,12 @@ fn create(t: &mut Tree, dir: Ino, name: &str, body: Body, perm: u32) -> Result<I
     let ino = t.alloc(body, perm);
     t.link(dir, name, ino);
     Ok(ino)
+}
+
+/// Creates the device node `path` (the layout of a new `MemFs`).
+pub(crate) fn mknod(t: &mut Tree, base: Base, path: &str, device: Device, perm: u32) -> Result<()> {
+    let (dir, leaf) = resolve::parent(t, base, path)?;
+    create(t, dir, leaf, Body::Device(device), perm).map(drop)
 }
 
 /// Opens `path` for reading (`opts` `None`) or for reading and writing as

@@ -15,6 +15,10 @@
 //! is a cancellation point. Files hold at most [`MAX_FILE_SIZE`] bytes
 //! (`FileTooLarge` beyond), all of them in memory.
 //!
+//! The devices `/dev/null` and `/dev/zero` behave as Linux's: reads see end
+//! of file or zeros, writes are discarded (and counted), the position
+//! stays 0 whatever `seek` asks, and `set_len` is `InvalidInput`.
+//!
 //! ```
 //! use weft::flow::{Sink, Source};
 //! use weft::fs::{Create, OpenOut};
@@ -42,7 +46,7 @@ use weft_core::fs::{FileImpl, Stat};
 use weft_core::{Error, ErrorKind, FsError, Result};
 
 use super::resolve::fs_err;
-use super::tree::{Body, Ino, Tree};
+use super::tree::{Body, Device, Ino, Tree};
 use super::{not_cancelled, MemFs};
 
 /// The most bytes one read or write moves (as the POSIX backend's).
@@ -58,6 +62,8 @@ pub(crate) struct MemFile {
     pos: Cell<u64>,
     writable: bool,
     append: bool,
+    /// A device: the position never moves.
+    device: bool,
 }
 
 impl MemFile {
@@ -65,12 +71,14 @@ impl MemFile {
     /// lock `t`.
     pub(crate) fn new(fs: MemFs, t: &mut Tree, ino: Ino, writable: bool, append: bool) -> MemFile {
         t.open(ino, false);
+        let device = matches!(t.get(ino).body, Body::Device(_));
         MemFile {
             fs,
             ino,
             pos: Cell::new(0),
             writable,
             append,
+            device,
         }
     }
 
@@ -90,6 +98,12 @@ impl MemFile {
                 buf[..n].copy_from_slice(&rest[..n]);
                 Ok(n)
             }
+            Body::Device(Device::Null) => Ok(0),
+            Body::Device(Device::Zero) => {
+                let n = buf.len().min(MAX_IO);
+                buf[..n].fill(0);
+                Ok(n)
+            }
             _ => Err(fs_err(FsError::IsADirectory)),
         }
     }
@@ -107,8 +121,10 @@ impl MemFile {
         let mut t = self.fs.lock();
         let now = t.now();
         let inode = t.get_mut(self.ino);
-        let Body::File(data) = &mut inode.body else {
-            return Err(fs_err(FsError::IsADirectory));
+        let data = match &mut inode.body {
+            Body::File(data) => data,
+            Body::Device(_) => return Ok((buf.len().min(MAX_IO), 0)),
+            _ => return Err(fs_err(FsError::IsADirectory)),
         };
         let offset = if self.append {
             data.len() as u64
@@ -142,7 +158,9 @@ impl Source for MemFile {
             return Ok(0);
         }
         let n = self.read_from(buf, self.pos.get())?;
-        self.pos.set(self.pos.get() + n as u64);
+        if !self.device {
+            self.pos.set(self.pos.get() + n as u64);
+        }
         Ok(n)
     }
 }
@@ -189,6 +207,9 @@ impl FileImpl for MemFile {
     /// Moves no data, so, as `lseek` in the POSIX backend, it is not a
     /// cancellation point. A position before the start is `InvalidInput`.
     fn seek(&self, pos: SeekFrom) -> Result<u64> {
+        if self.device {
+            return Ok(0);
+        }
         let (base, delta) = match pos {
             SeekFrom::Start(n) => (n, 0),
             SeekFrom::Current(d) => (self.pos.get(), d),

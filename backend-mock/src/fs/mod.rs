@@ -5,9 +5,12 @@
 //! symlinks in memory, laid out as
 //!
 //! ```text
-//! /        0o755
-//! /tmp     0o1777
-//! /work    0o755   the working directory
+//! /          0o755
+//! /tmp       0o1777
+//! /work      0o755   the working directory
+//! /dev       0o755
+//! /dev/null  0o666   character devices, as Linux's
+//! /dev/zero  0o666
 //! ```
 //!
 //! `env.cwd()` is confined to `/work`; `env.fs()` is the whole tree, with
@@ -129,7 +132,7 @@ pub use file::MAX_FILE_SIZE;
 
 use dir::MemDir;
 use resolve::{fs_err, Base};
-use tree::{Body, Tree, ROOT};
+use tree::{Body, Device, Tree, ROOT};
 
 /// `Err(Cancelled)` if the calling fiber is cancelled; fine off a fiber (a
 /// plain thread may use a `Dir`). Every operation starts with it.
@@ -175,8 +178,8 @@ impl fmt::Debug for MemFs {
 
 impl MemFs {
     /// A filesystem holding only the layout in the [module docs](self):
-    /// `/`, `/tmp` and `/work` (the working directory), all empty and dated
-    /// at the Unix epoch.
+    /// `/`, `/tmp` and `/work` (the working directory), all empty, and
+    /// `/dev` with `null` and `zero`; all dated at the Unix epoch.
     pub fn new() -> MemFs {
         let fs = MemFs {
             tree: Arc::new(Mutex::new(Tree::new())),
@@ -188,6 +191,12 @@ impl MemFs {
             dir::mkdir(&mut t, base, "/tmp", 0o1777).expect("a fresh tree has room");
             t.umask = 0o022;
             dir::mkdir(&mut t, base, "/work", 0o755).expect("a fresh tree has room");
+            dir::mkdir(&mut t, base, "/dev", 0o755).expect("a fresh tree has room");
+            t.umask = 0;
+            for (name, dev) in [("/dev/null", Device::Null), ("/dev/zero", Device::Zero)] {
+                dir::mknod(&mut t, base, name, dev, 0o666).expect("a fresh tree has room");
+            }
+            t.umask = 0o022;
             let work = t.lookup(ROOT, "work").expect("just made");
             t.set_cwd(work);
             t.reset_times();
@@ -255,6 +264,31 @@ impl MemFs {
         )
     }
 
+    /// A process's working directory: `path` (or the run's working
+    /// directory), resolved as `env.fs()` resolves it, as an absolute path
+    /// and an unconfined `Dir` whose relative paths start there.
+    pub(crate) fn process_dir(&self, path: Option<&str>) -> Result<(String, Dir)> {
+        let mut t = self.lock();
+        let base = unconfined(&t);
+        let ino = match path {
+            None => t.cwd,
+            Some(p) => resolve::dir(&t, base, p)
+                .map_err(|e| e.context(format!("changing to working directory {p:?}")))?,
+        };
+        let abs = t.path_of(ino).ok_or_else(|| {
+            fs_err(FsError::NotFound).context("the working directory has been removed")
+        })?;
+        let dir = MemDir::new(
+            self.clone(),
+            &mut t,
+            Base {
+                start: ino,
+                confined: false,
+            },
+        );
+        Ok((abs, Dir::new("fs", Arc::new(dir))))
+    }
+
     /// Runs an inspection: `op` on the locked tree from the unconfined base,
     /// naming `what` and `path` in the context of an error.
     fn inspect<T>(
@@ -279,6 +313,11 @@ impl MemFs {
             let ino = dir::open(t, base, path, None)?;
             match &t.get(ino).body {
                 Body::File(data) => Ok(data.clone()),
+                Body::Device(Device::Null) => Ok(Vec::new()),
+                Body::Device(Device::Zero) => Err(Error::msg(
+                    ErrorKind::InvalidInput,
+                    "/dev/zero never ends: read it through a File",
+                )),
                 _ => Err(fs_err(FsError::IsADirectory)),
             }
         })
@@ -389,8 +428,7 @@ impl MemFs {
     /// fs.mkdirs("/work/a/b").unwrap();
     /// fs.write("/work/a/f", "").unwrap();
     /// fs.symlink("/work/up", "a/..").unwrap();
-    /// assert_eq!(fs.paths("/").unwrap(),
-    ///     ["tmp/", "work/", "work/a/", "work/a/b/", "work/a/f", "work/up -> a/.."]);
+    /// assert_eq!(fs.paths("/work").unwrap(), ["a/", "a/b/", "a/f", "up -> a/.."]);
     /// ```
     pub fn paths(&self, path: &str) -> Result<Vec<String>> {
         self.inspect("listing", path, |t, base| {
@@ -411,18 +449,29 @@ impl MemFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_core::fs::FileKind;
 
     #[test]
     fn the_layout() {
         let fs = MemFs::new();
-        assert_eq!(fs.paths("/").unwrap(), ["tmp/", "work/"]);
+        assert_eq!(
+            fs.paths("/").unwrap(),
+            ["dev/", "dev/null", "dev/zero", "tmp/", "work/"]
+        );
         let st = |p| fs.stat(p).unwrap();
         assert_eq!((st("/").ino, st("/tmp").ino, st("/work").ino), (1, 2, 3));
         assert_eq!(
             (st("/").perm, st("/tmp").perm, st("/work").perm),
             (0o755, 0o1777, 0o755)
         );
-        assert_eq!(st("/").nlink, 4);
+        assert_eq!(st("/").nlink, 5);
+        let null = st("/dev/null");
+        assert_eq!(
+            (null.kind, null.perm, null.size),
+            (FileKind::CharDevice, 0o666, 0)
+        );
+        assert_eq!(fs.read("/dev/null").unwrap(), b"");
+        assert!(fs.read("/dev/zero").is_err());
         assert_eq!(st("/work").mtime, std::time::SystemTime::UNIX_EPOCH);
         assert_eq!(st(".").ino, 3, "relative paths start at /work");
         assert_eq!(fs.open_handles(), 0);

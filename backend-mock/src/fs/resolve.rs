@@ -214,13 +214,13 @@ pub(crate) fn walk(
                 cur = ino;
                 continue;
             }
-            Body::File(_) if last && !dir_required => {
+            Body::File(_) | Body::Device(_) if last && !dir_required => {
                 return Ok(Walked {
                     found: Found::Node(ino),
                     dir_required,
                 })
             }
-            Body::File(_) => return Err(fs_err(FsError::NotADirectory)),
+            Body::File(_) | Body::Device(_) => return Err(fs_err(FsError::NotADirectory)),
             Body::Symlink(_) if last && !follow_last && !dir_required => {
                 return Ok(Walked {
                     found: Found::Node(ino),

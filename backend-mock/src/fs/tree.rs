@@ -47,6 +47,17 @@ pub(crate) enum Body {
     File(Vec<u8>),
     /// A symlink's target, as given.
     Symlink(String),
+    /// A character device.
+    Device(Device),
+}
+
+/// The character devices a [`MemFs`](super::MemFs) has, in `/dev`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Device {
+    /// `/dev/null`: reads see end of file, writes are discarded.
+    Null,
+    /// `/dev/zero`: reads give zeros, writes are discarded.
+    Zero,
 }
 
 /// A file, directory or symlink.
@@ -70,6 +81,7 @@ impl Inode {
             Body::Dir { .. } => FileKind::Directory,
             Body::File(_) => FileKind::File,
             Body::Symlink(_) => FileKind::Symlink,
+            Body::Device(_) => FileKind::CharDevice,
         }
     }
 
@@ -207,6 +219,25 @@ impl Tree {
 
     /// Whether directory `dir` is still linked in the tree (a removed one
     /// can still be the root of a `Dir`, but nothing can be created in it).
+    /// The absolute path of directory `dir`, through its parents (what
+    /// `getcwd` gives); a directory that was removed has none.
+    pub(crate) fn path_of(&self, dir: Ino) -> Option<String> {
+        let mut names = Vec::new();
+        let mut cur = dir;
+        while cur != ROOT {
+            let parent = self.parent(cur);
+            let name = self
+                .entries(parent)?
+                .iter()
+                .find(|(_, &ino)| ino == cur)
+                .map(|(n, _)| n.clone())?;
+            names.push(name);
+            cur = parent;
+        }
+        names.reverse();
+        Some(format!("/{}", names.join("/")))
+    }
+
     pub(crate) fn is_alive(&self, dir: Ino) -> bool {
         self.get(dir).nlink > 0
     }
@@ -355,6 +386,7 @@ impl Tree {
             Body::Dir { .. } => DIR_SIZE,
             Body::File(data) => data.len() as u64,
             Body::Symlink(target) => target.len() as u64,
+            Body::Device(_) => 0,
         };
         Stat {
             kind: i.kind(),
@@ -385,7 +417,7 @@ impl Tree {
                         out.push(format!("{path}/"));
                         todo.push((ino, format!("{path}/")));
                     }
-                    Body::File(_) => out.push(path),
+                    Body::File(_) | Body::Device(_) => out.push(path),
                     Body::Symlink(target) => out.push(format!("{path} -> {target}")),
                 }
             }

@@ -110,7 +110,7 @@ mod datagram;
 mod listener;
 mod stream;
 mod table;
-mod wait;
+pub(crate) mod wait;
 
 use table::{net_err, Table};
 use wait::lock;

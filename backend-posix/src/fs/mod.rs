@@ -108,7 +108,7 @@ impl PosixDir {
     fn open_file(&self, path: &str, flags: libc::c_int, mode: u32) -> Result<Box<dyn FileImpl>> {
         let path = path.to_owned();
         let fd = self.blocking(move |r| r.open(path.as_bytes(), flags | libc::O_NOCTTY, mode))?;
-        Ok(Box::new(PosixFile::new(fd)))
+        Ok(Box::new(PosixFile::new(fd, flags & libc::O_APPEND != 0)))
     }
 }
 
