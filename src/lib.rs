@@ -113,14 +113,15 @@ pub fn run<T>(main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
 /// machine.
 ///
 /// ```
-/// use weft::{Backend, ErrorKind};
+/// use weft::{Backend, ErrorKind, ProcessError};
 ///
 /// let id = weft::run_with(Backend::Posix, |env| Ok(env.backend_id())).unwrap();
 /// assert_eq!(id, "posix");
 ///
-/// // The mock backend has no process manager: a clear error, not a crash.
-/// let err = weft::run_with(Backend::Mock, |env| env.process_mgr().run(&["true"])).unwrap_err();
-/// assert_eq!(err.kind(), &ErrorKind::InvalidInput);
+/// // On the mock backend, programs are simulated: `false` is a built-in,
+/// // and `run` fails on its non-zero exit as it would on a real backend.
+/// let err = weft::run_with(Backend::Mock, |env| env.process_mgr().run(&["false"])).unwrap_err();
+/// assert_eq!(err.kind(), &ErrorKind::Process(ProcessError::Exited(1)));
 /// ```
 pub fn run_with<T>(backend: Backend, main: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
     match backend {
