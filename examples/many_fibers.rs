@@ -8,6 +8,7 @@
 //! cargo run --release --example many_fibers -- --park sleep
 //! WEFT_BACKEND=mock cargo run --release --example many_fibers
 //! WEFT_STACK_GUARDS=mprotect cargo run --release --example many_fibers   # old-kernel path
+//! WEFT_STACK_PREPARE=off cargo run --release --example many_fibers     # no helper thread
 //! cargo run --release --example many_fibers -- --floor      # kernel floor first
 //! ```
 //!

@@ -22,6 +22,10 @@
 //!   `madvise(MADV_DONTNEED)` (guards survive it) and reused after the warm
 //!   ones. Memory is only resident where a fiber has touched it: a parked
 //!   fiber costs the pages its deepest call reached, usually one.
+//! - **Preparation ahead** ([`prepare`]): once a scheduler has spawned a few
+//!   hundred fibers onto never-used slots, a helper thread installs the
+//!   guards and faults in the top pages of the slots just ahead, on another
+//!   core (`WEFT_STACK_PREPARE=off` disables it).
 //! - **Overflow reports** ([`overflow`]): a fault in any guard page prints
 //!   `fiber stack overflow` with the fiber's name or spawn site, then aborts.
 //!
@@ -56,6 +60,7 @@
 
 pub(crate) mod os;
 pub(crate) mod overflow;
+mod prepare;
 pub(crate) mod slab;
 #[cfg(test)]
 mod tests;
@@ -94,6 +99,8 @@ struct SizeClass {
     warm: VecDeque<SlabStack>,
     /// Idle stacks whose memory went back to the OS (guards kept).
     cold: Vec<SlabStack>,
+    /// Never-used slots handed out so far (how hard spawning is pushing).
+    fresh_taken: usize,
 }
 
 /// Per-scheduler pool of stacks, by size.
@@ -156,6 +163,7 @@ impl StackPool {
                     slabs: Vec::new(),
                     warm: VecDeque::new(),
                     cold: Vec::new(),
+                    fresh_taken: 0,
                 });
                 self.classes.last_mut().expect("just pushed")
             }
@@ -215,14 +223,16 @@ impl Drop for StackPool {
 
 /// A never-used stack from the class's last slab, or from a new one.
 fn fresh(class: &mut SizeClass, guards: GuardChoice, budget: &MapBudget) -> Result<SlabStack> {
+    class.fresh_taken += 1;
+    let demand = class.fresh_taken;
     if let Some(slab) = class.slabs.last_mut() {
-        if let Some(s) = slab.take_fresh(guards, budget)? {
+        if let Some(s) = slab.take_fresh(guards, budget, demand)? {
             return Ok(s);
         }
     }
     let capacity = FIRST_SLAB_STACKS << class.slabs.len().min(20);
     let mut slab = Slab::map(class.size, capacity, budget)?;
-    let s = slab.take_fresh(guards, budget);
+    let s = slab.take_fresh(guards, budget, demand);
     class.slabs.push(slab);
     Ok(s?.expect("a new slab has a free slot"))
 }

@@ -94,6 +94,42 @@ pub(crate) unsafe fn discard(addr: usize, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Installs a guard marker on the page at `addr` (`MADV_GUARD_INSTALL`);
+/// no fallback. Used by the helper that prepares slots ahead of use.
+///
+/// # Safety
+/// The page lies in a mapping of ours and is never used as memory.
+pub(crate) unsafe fn install_guard_marker(addr: usize) -> io::Result<()> {
+    loop {
+        // SAFETY: by the caller's contract the page is ours and unused.
+        let r =
+            unsafe { libc::madvise(addr as *mut libc::c_void, page_size(), MADV_GUARD_INSTALL) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN)) {
+            return Err(e);
+        }
+    }
+}
+
+/// `MADV_POPULATE_WRITE` from Linux's uapi headers (5.14+).
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+
+/// Faults in `[addr, addr + len)` as if written, without changing what it
+/// holds; a best effort (older kernels refuse it, and then the first real
+/// write faults the page in as usual).
+///
+/// # Safety
+/// The range lies in a mapping of ours.
+pub(crate) unsafe fn populate_write(addr: usize, len: usize) {
+    // SAFETY: by the caller's contract the range is ours; populating never
+    // changes contents (resident pages are left alone, absent ones arrive
+    // zeroed, as a first write would find them).
+    let _ = unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
+}
+
 /// How guard pages are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GuardChoice {

@@ -28,8 +28,11 @@ use std::num::NonZeroUsize;
 
 use corosensei::stack::{Stack, StackPointer};
 
+use std::sync::Arc;
+
 use super::os::{self, GuardChoice, GuardKind, MapBudget};
 use super::overflow;
+use super::prepare::{self, SlabPrep};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A stack in a slab: `[limit, limit + page)` is its guard page and
@@ -102,6 +105,11 @@ pub(crate) struct Slab {
     charged: usize,
     /// Where the overflow handler knows this slab.
     registered: Option<usize>,
+    /// Shared with the helper that prepares slots ahead (made once the slab
+    /// has handed out enough fresh slots to be worth it).
+    prep: Option<Arc<SlabPrep>>,
+    /// Slots `[0, requested)` have been asked of the helper.
+    requested: usize,
 }
 
 impl Slab {
@@ -132,6 +140,8 @@ impl Slab {
                         next: 0,
                         charged: 1,
                         registered,
+                        prep: None,
+                        requested: 0,
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && capacity > 1 => {
@@ -176,23 +186,66 @@ impl Slab {
         &mut self,
         choice: GuardChoice,
         budget: &MapBudget,
+        demand: usize,
     ) -> Result<Option<SlabStack>> {
         if self.is_full() {
             return Ok(None);
         }
         let limit = self.start + self.next * self.stride;
-        // SAFETY: the slot lies inside our mapping (`next < capacity`) and
-        // has never been handed out, so nothing lives in its first page.
-        let kind = unsafe { os::install_guard(limit, choice, budget)? };
+        let kind = if self.prep.as_ref().is_some_and(|p| p.is_prepared(self.next)) {
+            GuardKind::Marker
+        } else {
+            // SAFETY: the slot lies inside our mapping (`next < capacity`)
+            // and has never been handed out, so nothing lives in its first
+            // page.
+            unsafe { os::install_guard(limit, choice, budget)? }
+        };
         if kind == GuardKind::Mprotect {
             self.charged += 2;
         }
         self.next += 1;
+        if kind == GuardKind::Marker && choice == GuardChoice::Auto {
+            self.ask_ahead(demand);
+        }
         let base = limit + self.stride;
         Ok(Some(SlabStack {
             base: NonZeroUsize::new(base).expect("slab addresses are non-zero"),
             limit: NonZeroUsize::new(limit).expect("slab addresses are non-zero"),
         }))
+    }
+
+    /// Keeps the helper preparing slots ahead of `next` once the size class
+    /// has handed out `demand` fresh slots, enough to be worth it (see
+    /// [`prepare`]).
+    fn ask_ahead(&mut self, demand: usize) {
+        let Some(window) = prepare::window(demand) else {
+            return;
+        };
+        let (start, stride, capacity) = (self.start, self.stride, self.capacity);
+        let prep = self
+            .prep
+            .get_or_insert_with(|| SlabPrep::new(start, stride, capacity));
+        prep.set_taken(self.next);
+        // Ask again once halfway through what was last asked for.
+        if self.next + window / 2 < self.requested {
+            return;
+        }
+        let to = (self.next + window).min(capacity);
+        prepare::request(prep, to);
+        self.requested = to;
+    }
+
+    /// Whether the helper has prepared slot `i` (tests).
+    #[cfg(test)]
+    pub(crate) fn is_prepared(&self, i: usize) -> bool {
+        self.prep.as_ref().is_some_and(|p| p.is_prepared(i))
+    }
+
+    /// The never-used slot `i`, as `(guard page, top)`, for tests.
+    #[cfg(test)]
+    pub(crate) fn slot(&self, i: usize) -> (usize, usize) {
+        let limit = self.start + i * self.stride;
+        (limit, limit + self.stride)
     }
 
     /// Unmaps the slab and returns its mappings to the budget.
@@ -201,6 +254,9 @@ impl Slab {
     /// No stack of this slab is in use: every one handed out has come back
     /// (or was never handed out).
     pub(crate) unsafe fn release(self, budget: &MapBudget) {
+        if let Some(p) = &self.prep {
+            p.retire();
+        }
         if let Some(i) = self.registered {
             overflow::unregister(i);
         }

@@ -292,3 +292,91 @@ fn writing_into_a_guard_page_is_reported_and_aborts() {
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{mode}: {stderr}");
     }
 }
+
+/// Whether the page holding `addr` is resident.
+fn resident(addr: usize) -> bool {
+    let page = os::page_size();
+    let mut vec = [0u8; 1];
+    // SAFETY: one page, one status byte; mincore only reports.
+    let r = unsafe {
+        libc::mincore(
+            (addr & !(page - 1)) as *mut libc::c_void,
+            page,
+            vec.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec[0] & 1 == 1
+}
+
+#[test]
+fn slots_ahead_of_heavy_spawning_are_prepared_by_the_helper() {
+    if !markers_available() || std::env::var_os("WEFT_STACK_PREPARE").is_some() {
+        return;
+    }
+    let (mut p, _) = pool(16 * KIB, 1 << 20, GuardChoice::Auto);
+    // Below the threshold the helper is never asked.
+    let few: Vec<_> = (0..prepare::START_AFTER - 1)
+        .map(|_| p.get(None).unwrap())
+        .collect();
+    prepare::wait_idle();
+    {
+        let class = &p.classes[0];
+        let last = class.slabs.last().unwrap();
+        assert!(!(0..last.capacity()).any(|i| last.is_prepared(i)));
+    }
+    // Past it, slots ahead of the owner get their guards (and top pages)
+    // from the helper.
+    let many: Vec<_> = (0..2000).map(|_| p.get(None).unwrap()).collect();
+    prepare::wait_idle();
+    let class = &p.classes[0];
+    let mut ahead = 0;
+    for slab in &class.slabs {
+        for i in 0..slab.capacity() {
+            if slab.is_prepared(i) {
+                let (guard, top) = slab.slot(i);
+                assert!(!readable(guard), "a prepared slot has its guard");
+                if guard >= many.last().unwrap().top() {
+                    ahead += 1;
+                    assert!(resident(top - 1), "a prepared slot's top page is in");
+                }
+            }
+        }
+    }
+    assert!(ahead > 0, "the helper prepared slots ahead of the owner");
+    // Every stack handed out is guarded, whoever installed the guard.
+    for s in few.iter().chain(&many) {
+        assert!(!readable(s.guard().0));
+        assert!(readable(s.top() - 1));
+    }
+    // And the slots it prepared are handed out next, still guarded.
+    let next: Vec<_> = (0..64).map(|_| p.get(None).unwrap()).collect();
+    for s in &next {
+        assert!(!readable(s.guard().0));
+    }
+    for s in few.into_iter().chain(many).chain(next) {
+        p.put(s);
+    }
+}
+
+#[test]
+fn a_pool_dropped_while_the_helper_works_is_unmapped_safely() {
+    if !markers_available() {
+        return;
+    }
+    for _ in 0..4 {
+        let (mut p, _) = pool(16 * KIB, 1 << 20, GuardChoice::Auto);
+        let stacks: Vec<_> = (0..3000).map(|_| p.get(None).unwrap()).collect();
+        let (from, to) = (
+            p.classes[0].slabs[0].range().0,
+            p.classes[0].slabs.last().unwrap().range().1,
+        );
+        for s in stacks {
+            p.put(s);
+        }
+        drop(p);
+        // The slabs are gone (retiring them first stopped the helper).
+        assert_eq!(mappings_in(from, to), 0);
+    }
+    prepare::wait_idle();
+}
