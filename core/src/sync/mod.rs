@@ -11,6 +11,7 @@ pub mod pool;
 pub mod promise;
 pub mod rwlock;
 pub mod semaphore;
+mod spin;
 pub mod stream;
 
 pub use promise::{AlreadyResolved, Promise, Resolver};

@@ -38,12 +38,14 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::backend::{suspend_with_cancel, Resumer};
 use crate::error::{Error, ErrorKind, Result};
+
+use super::spin::SpinLock;
 
 const PENDING: u8 = 0;
 const RESOLVED: u8 = 1;
@@ -54,7 +56,7 @@ struct Inner<T> {
     /// Written once, under `waiters`' lock, before `state` becomes RESOLVED.
     value: UnsafeCell<Option<T>>,
     /// Inline room for the common single waiter: no allocation.
-    waiters: Mutex<SmallVec<[Resumer<()>; 1]>>,
+    waiters: SpinLock<SmallVec<[Resumer<()>; 1]>>,
     resolvers: AtomicUsize,
 }
 
@@ -131,7 +133,7 @@ impl<T> Promise<T> {
         let inner = Arc::new(Inner {
             state: AtomicU8::new(PENDING),
             value: UnsafeCell::new(None),
-            waiters: Mutex::new(SmallVec::new()),
+            waiters: SpinLock::new(SmallVec::new()),
             resolvers: AtomicUsize::new(1),
         });
         (
@@ -148,7 +150,7 @@ impl<T> Promise<T> {
             inner: Arc::new(Inner {
                 state: AtomicU8::new(RESOLVED),
                 value: UnsafeCell::new(Some(value)),
-                waiters: Mutex::new(SmallVec::new()),
+                waiters: SpinLock::new(SmallVec::new()),
                 resolvers: AtomicUsize::new(0),
             }),
         }
@@ -165,7 +167,7 @@ impl<T> Promise<T> {
         suspend_with_cancel(
             "promise",
             |r| {
-                let mut w = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                let mut w = self.inner.waiters.lock();
                 if self.inner.state.load(Ordering::Acquire) != PENDING {
                     drop(w);
                     let _ = r.resume(());
@@ -174,7 +176,7 @@ impl<T> Promise<T> {
                 }
             },
             |r, reason| {
-                let mut w = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                let mut w = self.inner.waiters.lock();
                 w.retain(|x| !x.same_wait(r));
                 drop(w);
                 let _ = r.fail(Error::cancelled(reason.clone()));
@@ -230,7 +232,7 @@ impl<T> Resolver<T> {
     /// only once: later calls fail and give the value back.
     pub fn resolve(&self, value: T) -> std::result::Result<(), AlreadyResolved<T>> {
         let waiters = {
-            let mut w = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.inner.waiters.lock();
             if self.inner.state.load(Ordering::Acquire) != PENDING {
                 return Err(AlreadyResolved(value));
             }
@@ -263,7 +265,7 @@ impl<T> Drop for Resolver<T> {
             return;
         }
         let waiters = {
-            let mut w = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.inner.waiters.lock();
             if self.inner.state.load(Ordering::Acquire) != PENDING {
                 return;
             }

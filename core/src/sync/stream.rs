@@ -34,7 +34,9 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use super::spin::{SpinGuard, SpinLock};
 
 use crate::backend::{suspend_with_cancel, Resumer};
 use crate::error::{Error, Result};
@@ -71,7 +73,7 @@ struct State<T> {
 /// .unwrap();
 /// ```
 pub struct Stream<T> {
-    state: Arc<Mutex<State<T>>>,
+    state: Arc<SpinLock<State<T>>>,
 }
 
 impl<T> Clone for Stream<T> {
@@ -86,7 +88,7 @@ impl<T> Stream<T> {
     /// A stream holding at most `capacity` items (0: a rendezvous).
     pub fn new(capacity: usize) -> Stream<T> {
         Stream {
-            state: Arc::new(Mutex::new(State {
+            state: Arc::new(SpinLock::new(State {
                 items: VecDeque::with_capacity(capacity.min(1024)),
                 capacity,
                 takers: VecDeque::new(),
@@ -95,11 +97,11 @@ impl<T> Stream<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+    fn lock(&self) -> SpinGuard<'_, State<T>> {
         // A panic while holding this lock cannot leave the state torn (every
-        // critical section is a handful of queue operations), so poisoning
-        // is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // critical section is a handful of queue operations); the guard
+        // unlocks as it unwinds.
+        self.state.lock()
     }
 
     /// Adds `item`, waiting while the stream is full. On `Err(Cancelled)`
