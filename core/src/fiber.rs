@@ -117,7 +117,7 @@ pub fn pair<A, B>(f: impl FnOnce() -> Result<A>, g: impl FnOnce() -> Result<B>) 
             check()?;
             Err(Error::msg(
                 ErrorKind::Cancelled,
-                "pair: the first function was cancelled",
+                "pair: the first function did not finish",
             ))
         }
     }
@@ -250,10 +250,7 @@ where
         None => {
             // Every fiber was cancelled from outside without finishing.
             check()?;
-            Err(Error::msg(
-                ErrorKind::Cancelled,
-                "every racing fiber was cancelled",
-            ))
+            Err(Error::msg(ErrorKind::Cancelled, "no racing fiber finished"))
         }
     }
 }
@@ -354,7 +351,7 @@ where
         check()?;
         return Err(Error::msg(
             ErrorKind::Cancelled,
-            "cancelled before every item was processed",
+            "stopped before every item was processed",
         ));
     }
     let mut r = results.into_inner();
