@@ -16,6 +16,12 @@
 //! `Write`: sockets and files implement those too, and with both sets of
 //! traits in scope a call such as `write_all` would be ambiguous.
 //!
+//! ```compile_fail
+//! use weft::prelude::*;
+//! // No `Stream` here: say `weft::net::Stream` or `weft::sync::Stream`.
+//! let _unnamed: Option<Stream<u8>> = None;
+//! ```
+//!
 //! ```
 //! use weft::net;
 //! use weft::prelude::*;
