@@ -897,10 +897,9 @@ mod tests {
         );
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn debug_reads_like_a_report() {
-        let os = || io::Error::from_raw_os_error(111);
+        let os = || io::Error::new(io::ErrorKind::ConnectionRefused, "refused by peer");
         let refused = || Error::with_source(Net(NetError::ConnectionRefused), os());
         let err = refused()
             .context("connecting to tcp:127.0.0.1:1")
@@ -910,13 +909,20 @@ mod tests {
             "fetching http://example.com/\n\nCaused by:\n    \
              0: connecting to tcp:127.0.0.1:1\n    \
              1: net: connection refused\n    \
-             2: Connection refused (os error 111)"
+             2: refused by peer"
         );
         // One cause is not numbered; no cause, no "Caused by".
         assert_eq!(format!("{:?}", Error::new(Closed)), "closed");
         assert_eq!(
             format!("{:?}", refused()),
-            "net: connection refused\n\nCaused by:\n    Connection refused (os error 111)"
+            "net: connection refused\n\nCaused by:\n    refused by peer"
+        );
+        // The whole source chain is listed, outermost first.
+        let inner = Error::with_source(Closed, io::Error::other("disk gone"));
+        let outer = Error::with_source(Io, inner);
+        assert_eq!(
+            format!("{outer:?}"),
+            "io error\n\nCaused by:\n    0: closed (disk gone)\n    1: disk gone"
         );
         let msg = Error::msg(InvalidInput, "max_fibers must be positive");
         assert_eq!(
