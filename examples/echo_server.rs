@@ -9,9 +9,12 @@
 //! cargo run --example echo_server -- --serve 127.0.0.1:7777   # then: nc 127.0.0.1 7777
 //! ```
 
-use weft::flow::{self, Shutdown, ShutdownKind, Sink, Source};
+// The prelude brings in the flow traits (`Source`, `Sink`, `Shutdown`) whose
+// methods `read_all`, `write_all` and `shutdown` are, plus `Result`,
+// `Switch` and the other common types.
 use weft::net::{self, Addr, ServerOptions};
-use weft::{fiber, Result, Switch};
+use weft::prelude::*;
+use weft::{fiber, flow};
 
 /// Serves one connection: everything read is written back, until the
 /// client closes its side. The stream is closed when the handler returns.

@@ -194,10 +194,9 @@ fn main() -> Result<()> {
         let netw = env.net();
         let listener = netw.listen(&addr)?;
         let addr = listener.local_addr()?;
-        println!(
-            "serving http://{}/",
-            addr.to_string().trim_start_matches("tcp:")
-        );
+        // `Addr` prints as `tcp:IP:PORT`; a URL wants the plain `IP:PORT`.
+        let ip = addr.socket_addr().expect("listening on an IP address");
+        println!("serving http://{ip}/");
         // Fibers may borrow from the enclosing scope: the handler counts
         // requests in a plain `Cell`, no `Arc` or atomics needed.
         let served = Cell::new(0);

@@ -11,12 +11,12 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use weft::buf_read::BufReader;
-use weft::flow::{self, Shutdown, ShutdownKind, Sink, Source};
 use weft::fs::{Create, Dir};
 use weft::net::{self, Addr, Net, ServerOptions};
+use weft::prelude::*; // flow traits, Env, Switch, Result, Error, ErrorKind...
 use weft::process::{Command, ProcessMgr};
 use weft::time::{with_timeout, MonoClock};
-use weft::{fiber, Env, ErrorKind, FsError, Result, Switch};
+use weft::{fiber, flow, FsError};
 
 fn main() -> Result<()> {
     // `weft::run` starts a scheduler on this thread and runs `main` as its
@@ -197,5 +197,12 @@ fn errors(netw: &Net) -> Result<()> {
     let err = netw.connect(&addr).unwrap_err();
     println!("   {err}");
     println!("   kind: {:?}", err.kind());
+    // `{:?}` is the report `fn main() -> weft::Result<()>` prints when it
+    // fails: the outermost context, then its causes.
+    let err = err.context("checking that nobody listens");
+    println!("   as main would report it:");
+    for line in format!("Error: {err:?}").lines() {
+        println!("   | {line}");
+    }
     Ok(())
 }

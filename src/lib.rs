@@ -16,8 +16,13 @@
 //! })
 //! .unwrap();
 //! ```
+//!
+//! Most programs start with `use weft::prelude::*;` (see [`prelude`]): the
+//! flow traits whose methods sockets and files need, and the common types.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod prelude;
 
 pub use weft_core::{
     backend, buf_read, buf_write, cancel, domain, env, error, fiber, flow, fs, net, process,

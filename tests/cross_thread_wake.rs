@@ -9,9 +9,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use rstest::rstest;
 use weft::backend::ExternalWork;
 use weft::sync::{Promise, Resolver, Stream};
-use weft::{cancel, fiber, mock, traceln, ErrorKind, Result, Switch};
+use weft::{cancel, fiber, mock, traceln, Backend, ErrorKind, Result, Switch};
 
 #[test]
 fn a_plain_thread_resolves_a_promise_under_external_work() {
@@ -396,4 +397,45 @@ fn plain_threads_block_on_weft_primitives() {
         })
         .unwrap();
     t.join().unwrap();
+}
+
+/// A plain thread feeds a fiber with `try_add`, retrying while the stream
+/// is full: it never blocks, and every item arrives once, in order. On the
+/// real backends the scheduler sleeps in epoll or io_uring while the fiber
+/// waits in `take`, so each hand-over must wake it from another thread.
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
+fn a_plain_thread_feeds_a_fiber_with_try_add(#[case] backend: Backend) {
+    const ITEMS: u32 = 2_000;
+    for capacity in [0, 1, 8] {
+        let got = weft::run_with(backend, |_env| {
+            let stream = Stream::<u32>::new(capacity);
+            let _ext = ExternalWork::begin();
+            let s = stream.clone();
+            let t = thread::spawn(move || {
+                for i in 0..ITEMS {
+                    let mut item = i;
+                    while let Err(back) = s.try_add(item) {
+                        assert_eq!(back, i, "the refused item comes back unchanged");
+                        item = back;
+                        thread::yield_now();
+                    }
+                }
+            });
+            let got = (0..ITEMS)
+                .map(|_| stream.take())
+                .collect::<Result<Vec<_>>>()?;
+            t.join().unwrap();
+            assert_eq!(stream.take_nonblocking(), None, "nothing left over");
+            Ok(got)
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            (0..ITEMS).collect::<Vec<_>>(),
+            "capacity {capacity}: each item once, in order"
+        );
+    }
 }

@@ -187,6 +187,19 @@ fn connection_refused_names_the_address(#[case] backend: Backend) {
 }
 
 #[test]
+fn unix_addresses_have_no_socket_addr() {
+    let unix: Addr = "unix:/tmp/weft.sock".parse().unwrap();
+    assert_eq!(unix.socket_addr(), None);
+    assert_eq!(unix.port(), None);
+    let err = std::net::SocketAddr::try_from(unix).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Net(NetError::InvalidAddress));
+    assert_eq!(
+        err.to_string(),
+        "net: invalid address, unix:/tmp/weft.sock is not an IP address"
+    );
+}
+
+#[test]
 fn malformed_addresses_are_clear_errors() {
     for bad in [
         "",
@@ -420,6 +433,38 @@ fn addresses_of_both_ends_agree(#[case] backend: Backend) {
         match client.local_addr()? {
             Addr::Ip(a) => assert!(a.ip().is_loopback() && a.port() != 0, "{a}"),
             other => panic!("{other}"),
+        }
+        Ok(())
+    });
+}
+
+/// `Addr::socket_addr` gives the `std::net::SocketAddr` of both ends, the
+/// form other crates (and, on real backends, `std::net`) take.
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
+fn socket_addrs_are_plain_std_addresses(#[case] backend: Backend) {
+    let _serial = serial();
+    run_leak_checked(backend, |env| {
+        let (listener, client, server) = connected_pair(&env.net())?;
+        let addr = listener.local_addr()?;
+        let ip = addr.socket_addr().expect("an IP listener");
+        assert!(ip.ip().is_loopback() && ip.port() != 0, "{ip}");
+        assert_eq!(addr.port(), Some(ip.port()));
+        assert_eq!(addr.to_string(), format!("tcp:{ip}"));
+        assert_eq!(std::net::SocketAddr::try_from(&addr)?, ip);
+        assert_eq!(Addr::from(ip), addr);
+        assert_eq!(
+            server.peer_addr()?.socket_addr(),
+            client.local_addr()?.socket_addr()
+        );
+        if backend != Backend::Mock {
+            // A plain std client reaches the weft listener at that address.
+            let std_client = std::net::TcpStream::connect(ip)
+                .map_err(|e| weft::Error::from(e).context("std connect"))?;
+            let (_conn, peer) = listener.accept()?;
+            assert_eq!(peer.socket_addr(), Some(std_client.local_addr().unwrap()));
         }
         Ok(())
     });

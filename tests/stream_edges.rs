@@ -50,6 +50,19 @@ fn take_nonblocking(t: &Stream<i32>) -> Option<i32> {
     v
 }
 
+fn try_add(t: &Stream<i32>, v: i32) -> Option<i32> {
+    match t.try_add(v) {
+        Ok(()) => {
+            traceln!("Added {v} without waiting");
+            None
+        }
+        Err(back) => {
+            traceln!("Full: got {back} back");
+            Some(back)
+        }
+    }
+}
+
 #[test]
 fn simple_non_blocking_case() {
     let (r, trace) = mock::run_traced(|_env| {
@@ -709,4 +722,119 @@ fn items_keep_their_order_across_waiting_writers() {
             "FIFO per writer: {got:?}"
         );
     }
+}
+
+#[test]
+fn try_add_buffers_until_full_then_gives_the_item_back() {
+    let (r, trace) = mock::run_traced(|_env| {
+        let t = Stream::new(2);
+        try_add(&t, 1);
+        try_add(&t, 2);
+        try_add(&t, 3);
+        take(&t)?;
+        try_add(&t, 4);
+        take(&t)?;
+        take(&t)?;
+        Ok(t.is_empty())
+    });
+    assert!(r.unwrap());
+    assert_eq!(
+        trace,
+        [
+            "Added 1 without waiting",
+            "Added 2 without waiting",
+            "Full: got 3 back",
+            "Reading from stream",
+            "Got 1 from stream",
+            "Added 4 without waiting",
+            "Reading from stream",
+            "Got 2 from stream",
+            "Reading from stream",
+            "Got 4 from stream",
+        ]
+    );
+}
+
+#[test]
+fn try_add_hands_the_item_to_a_waiting_taker() {
+    // With capacity 0 there is no buffer: `try_add` succeeds only while a
+    // taker waits, and then wakes it with the item.
+    let (r, trace) = mock::run_traced(|_env| {
+        let t = Stream::new(0);
+        try_add(&t, 1);
+        fiber::both(
+            || take(&t).map(drop),
+            || {
+                try_add(&t, 2);
+                Ok(())
+            },
+        )?;
+        try_add(&t, 3);
+        Ok(t.take_nonblocking())
+    });
+    assert_eq!(r.unwrap(), None);
+    assert_eq!(
+        trace,
+        [
+            "Full: got 1 back",
+            "Reading from stream",
+            "Added 2 without waiting",
+            "Got 2 from stream",
+            "Full: got 3 back",
+        ]
+    );
+}
+
+#[test]
+fn try_add_does_not_jump_ahead_of_waiting_adders() {
+    let (r, trace) = mock::run_traced(|_env| {
+        let t = Stream::new(1);
+        add(&t, 1)?;
+        Switch::run(|sw| {
+            sw.fork(|| add(&t, 2));
+            fiber::yield_now()?;
+            // Adder 2 waits; a free slot made by `take` goes to it, so the
+            // stream is full again for `try_add`.
+            try_add(&t, 3);
+            take(&t)?;
+            try_add(&t, 4);
+            Ok(())
+        })?;
+        take(&t)
+    });
+    assert_eq!(r.unwrap(), 2);
+    assert_eq!(
+        trace,
+        [
+            "Adding 1 to stream",
+            "Added 1 to stream",
+            "Adding 2 to stream",
+            "Full: got 3 back",
+            "Reading from stream",
+            "Got 1 from stream",
+            "Full: got 4 back",
+            "Added 2 to stream",
+            "Reading from stream",
+            "Got 2 from stream",
+        ]
+    );
+}
+
+#[test]
+fn try_add_in_a_cancelled_context_still_adds() {
+    // `try_add` never waits, so it is no cancellation point (like
+    // `take_nonblocking`): a cancelled fiber can still hand items over.
+    let r = mock::run(|_env| {
+        let t = Stream::new(1);
+        let err = cancel::sub(|c| {
+            c.cancel(failure("Cancel"));
+            assert_eq!(t.try_add(7), Ok(()));
+            assert_eq!(t.try_add(8), Err(8));
+            t.add(9)
+        })
+        .unwrap_err();
+        assert!(err.is_cancelled(), "{err}");
+        Ok(t.take_nonblocking())
+    });
+    assert_eq!(r.unwrap(), Some(7));
 }

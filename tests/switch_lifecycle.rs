@@ -570,7 +570,7 @@ fn daemon_cancellation_is_silent_and_reasoned() {
         trace,
         [
             "body done",
-            "daemon: cancelled: cancelled, the switch's non-daemon fibers have finished",
+            "daemon: cancelled: the switch's non-daemon fibers have finished",
         ]
     );
 }
@@ -708,7 +708,7 @@ fn a_panic_cancels_the_siblings_and_is_re_raised_after_the_join() {
             "A waiting",
             "body done",
             "B panicking",
-            "A cancelled: cancelled: panic, panicked: boom",
+            "A cancelled: cancelled: panic, boom",
             "A clean-up done: Ok(())",
         ]
     );
@@ -739,8 +739,8 @@ fn a_panic_is_re_raised_by_the_switch_inside_the_run() {
     assert_eq!(
         trace,
         [
-            "body after forks: cancelled: panic, panicked: fiber 2 exploded",
-            "sibling: cancelled: panic, panicked: fiber 2 exploded",
+            "body after forks: cancelled: panic, fiber 2 exploded",
+            "sibling: cancelled: panic, fiber 2 exploded",
             "caught: fiber 2 exploded",
         ]
     );
@@ -899,7 +899,7 @@ fn a_panic_in_the_body_cancels_the_fibers_first() {
     assert_eq!(
         trace,
         [
-            "fiber: cancelled: panic, panicked: body exploded",
+            "fiber: cancelled: panic, body exploded",
             "mock time is now 1",
             "fiber clean-up done",
             "caught: body exploded",

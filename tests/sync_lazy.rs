@@ -107,7 +107,7 @@ fn test_cancel(cancel: LazyCancel) -> Vec<String> {
     trace
 }
 
-const CANCELLED: &str = "cancelled: cancelled, another fiber finished first";
+const CANCELLED: &str = "cancelled: another fiber finished first";
 
 #[test]
 fn cancel_record_mode() {

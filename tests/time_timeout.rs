@@ -1,4 +1,5 @@
-//! `with_timeout` when the deadline and the work finish together.
+//! `with_timeout` when the deadline and the work finish together, and what
+//! the cancelled work is told.
 
 use std::time::Duration;
 
@@ -40,4 +41,49 @@ fn an_error_from_the_work_is_returned_not_masked() {
         })
     });
     assert_eq!(r.unwrap_err().kind(), &weft::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn the_work_is_cancelled_because_of_the_timeout() {
+    // The work sees why it stops: the timeout, not a generic "another fiber
+    // finished first".
+    let (r, trace) = mock::run_traced(|env| {
+        let clock = env.mono_clock();
+        time::with_timeout(clock, Duration::from_secs(1), || {
+            let r = clock.sleep(Duration::from_secs(2));
+            if let Err(e) = &r {
+                let reason = e.cancel_reason().expect("a cancellation");
+                assert!(reason.is_timeout(), "{e}");
+                weft::traceln!("work: {e}");
+            }
+            r
+        })
+    });
+    assert!(r.unwrap_err().is_timeout());
+    assert_eq!(
+        trace,
+        [
+            "mock time is now 1",
+            "work: cancelled: timeout, timed out after 1s"
+        ]
+    );
+}
+
+#[test]
+fn racing_losers_are_told_another_fiber_finished_first() {
+    let (r, trace) = mock::run_traced(|env| {
+        let clock = env.mono_clock();
+        weft::fiber::first(
+            || Ok("quick"),
+            || {
+                let r = clock.sleep(Duration::from_secs(2));
+                if let Err(e) = &r {
+                    weft::traceln!("slow: {e}");
+                }
+                r.map(|()| "slow")
+            },
+        )
+    });
+    assert_eq!(r.unwrap(), "quick");
+    assert_eq!(trace, ["slow: cancelled: another fiber finished first"]);
 }

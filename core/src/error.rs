@@ -568,32 +568,142 @@ const ERRNOS: &[(i32, FsError)] = &[
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const ERRNOS: &[(i32, FsError)] = &[];
 
+/// One line: the kind (for a cancellation, `cancelled: ` and the reason),
+/// the source in parentheses, then the context lines, innermost first, each
+/// after a comma.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_line(f, false)
+    }
+}
+
+impl Error {
+    /// Writes the one-line form. As the reason of a cancellation
+    /// (`as_reason`), a cancellation drops its own `cancelled` word, so that
+    /// a chain of cancellations reads `cancelled: timeout`, and a
+    /// cancellation made with a message reads `cancelled: <message>`.
+    fn write_line(&self, f: &mut fmt::Formatter<'_>, as_reason: bool) -> fmt::Result {
+        let quiet = as_reason && self.is_cancelled();
+        let mut empty = true;
         match &self.inner.reason {
-            Some(reason) => write!(f, "cancelled: {reason}")?,
-            None => write!(f, "{}", self.inner.kind)?,
+            Some(reason) => {
+                if !quiet {
+                    f.write_str("cancelled: ")?;
+                }
+                reason.write_line(f, true)?;
+                empty = false;
+            }
+            None if quiet => {}
+            None => {
+                write!(f, "{}", self.inner.kind)?;
+                empty = false;
+            }
         }
         if let Some(source) = &self.inner.source {
-            write!(f, " ({source})")?;
+            match empty {
+                true => write!(f, "{source}")?,
+                false => write!(f, " ({source})")?,
+            }
+            empty = false;
         }
         for ctx in &self.inner.context {
-            write!(f, ", {ctx}")?;
+            match empty {
+                true => f.write_str(ctx)?,
+                false => write!(f, ", {ctx}")?,
+            }
+            empty = false;
+        }
+        if empty {
+            // A bare cancellation as a reason: say so rather than nothing.
+            write!(f, "{}", self.inner.kind)?;
+        }
+        Ok(())
+    }
+
+    /// The kind line of the multi-line form: the kind, or for a
+    /// cancellation `cancelled: ` and the one-line reason.
+    fn write_kind(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner.reason {
+            Some(reason) => {
+                f.write_str("cancelled: ")?;
+                reason.write_line(f, true)
+            }
+            None => write!(f, "{}", self.inner.kind),
+        }
+    }
+}
+
+/// Readable, for `fn main() -> weft::Result<()>` and `unwrap`: the outermost
+/// context line (what the program was doing), then under `Caused by:` the
+/// inner context lines, the kind, and the source chain, outermost first.
+/// The alternate form (`{:#?}`) shows the fields instead.
+///
+/// ```rust
+/// use weft_core::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::Timeout)
+///     .context("reading the reply")
+///     .context("fetching /index.html");
+/// assert_eq!(
+///     format!("{err:?}"),
+///     "fetching /index.html\n\
+///      \n\
+///      Caused by:\n    \
+///      0: reading the reply\n    \
+///      1: timeout"
+/// );
+/// assert!(format!("{err:#?}").starts_with("Error {\n    kind: Timeout,"));
+/// ```
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            let mut d = f.debug_struct("Error");
+            d.field("kind", &self.inner.kind);
+            if let Some(reason) = &self.inner.reason {
+                d.field("reason", reason);
+            }
+            d.field("source", &self.inner.source);
+            d.field("context", &self.inner.context);
+            return d.finish();
+        }
+        let mut contexts = self.inner.context.iter().rev();
+        // The causes, outermost first: inner context lines, the kind, and
+        // every error in the source chain.
+        let mut causes: Vec<String> = Vec::new();
+        match contexts.next() {
+            Some(outer) => {
+                f.write_str(outer)?;
+                causes.extend(contexts.map(|c| c.to_string()));
+                causes.push(KindLine(self).to_string());
+            }
+            None => self.write_kind(f)?,
+        }
+        let mut source = self.source_error().map(|s| s as &(dyn StdError + 'static));
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        if causes.is_empty() {
+            return Ok(());
+        }
+        f.write_str("\n\nCaused by:")?;
+        let numbered = causes.len() > 1;
+        for (i, cause) in causes.iter().enumerate() {
+            match numbered {
+                true => write!(f, "\n    {i}: {cause}")?,
+                false => write!(f, "\n    {cause}")?,
+            }
         }
         Ok(())
     }
 }
 
-impl fmt::Debug for Error {
+/// Displays an error's kind line (see [`Error::write_kind`]).
+struct KindLine<'a>(&'a Error);
+
+impl fmt::Display for KindLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind);
-        if let Some(reason) = &self.inner.reason {
-            d.field("reason", reason);
-        }
-        d.field("source", &self.inner.source);
-        d.field("context", &self.inner.context);
-        d.finish()
+        self.0.write_kind(f)
     }
 }
 
@@ -772,12 +882,91 @@ mod tests {
 
     #[test]
     fn debug_shows_fields() {
+        // The alternate form keeps the structure, for debugging.
         let err = Error::cancelled(Error::new(Timeout)).context("ctx");
-        let text = format!("{err:?}");
-        assert!(text.starts_with("Error { kind: Cancelled, reason: Error { kind: Timeout"));
+        let text = format!("{err:#?}");
         assert!(
-            text.ends_with("source: None, context: [\"ctx\"] }"),
+            text.starts_with(
+                "Error {\n    kind: Cancelled,\n    reason: Error {\n        kind: Timeout,"
+            ),
             "{text}"
+        );
+        assert!(
+            text.ends_with("    source: None,\n    context: [\n        \"ctx\",\n    ],\n}"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn debug_reads_like_a_report() {
+        let os = || io::Error::new(io::ErrorKind::ConnectionRefused, "refused by peer");
+        let refused = || Error::with_source(Net(NetError::ConnectionRefused), os());
+        let err = refused()
+            .context("connecting to tcp:127.0.0.1:1")
+            .context("fetching http://example.com/");
+        assert_eq!(
+            format!("{err:?}"),
+            "fetching http://example.com/\n\nCaused by:\n    \
+             0: connecting to tcp:127.0.0.1:1\n    \
+             1: net: connection refused\n    \
+             2: refused by peer"
+        );
+        // One cause is not numbered; no cause, no "Caused by".
+        assert_eq!(format!("{:?}", Error::new(Closed)), "closed");
+        assert_eq!(
+            format!("{:?}", refused()),
+            "net: connection refused\n\nCaused by:\n    refused by peer"
+        );
+        // The whole source chain is listed, outermost first.
+        let inner = Error::with_source(Closed, io::Error::other("disk gone"));
+        let outer = Error::with_source(Io, inner);
+        assert_eq!(
+            format!("{outer:?}"),
+            "io error\n\nCaused by:\n    0: closed (disk gone)\n    1: disk gone"
+        );
+        let msg = Error::msg(InvalidInput, "max_fibers must be positive");
+        assert_eq!(
+            format!("{msg:?}"),
+            "max_fibers must be positive\n\nCaused by:\n    invalid input"
+        );
+        // A cancellation's kind line carries its reason.
+        let cancelled = Error::cancelled(Error::msg(Panic, "boom")).context("reading");
+        assert_eq!(
+            format!("{cancelled:?}"),
+            "reading\n\nCaused by:\n    cancelled: panic, boom"
+        );
+        // Nested in other Debug output (`unwrap`, `assert_eq!` on a Result).
+        let res: Result<()> = Err(Error::new(Timeout));
+        assert_eq!(format!("{res:?}"), "Err(timeout)");
+    }
+
+    #[test]
+    fn cancellation_messages_do_not_repeat_cancelled() {
+        let first = Error::msg(Cancelled, "another fiber finished first");
+        assert_eq!(
+            Error::cancelled(first.clone()).to_string(),
+            "cancelled: another fiber finished first"
+        );
+        // A chain of cancellations names the cause once.
+        let chain = Error::cancelled(Error::cancelled(Error::new(Timeout)).context("inner"));
+        assert_eq!(chain.to_string(), "cancelled: timeout, inner");
+        assert_eq!(
+            Error::cancelled(Error::cancelled(first)).to_string(),
+            "cancelled: another fiber finished first"
+        );
+        // A bare cancellation as the reason still says something.
+        let bare = Error::cancelled(Error::new(Cancelled));
+        assert_eq!(bare.to_string(), "cancelled: cancelled");
+        // A cancellation without reason keeps its kind word.
+        assert_eq!(
+            Error::msg(Cancelled, "stopped").to_string(),
+            "cancelled, stopped"
+        );
+        // Other reasons are unchanged.
+        let io = Error::with_source(Io, io::Error::other("disk"));
+        assert_eq!(
+            Error::cancelled(io).context("c").to_string(),
+            "cancelled: io error (disk), c"
         );
     }
 

@@ -117,7 +117,7 @@ pub fn pair<A, B>(f: impl FnOnce() -> Result<A>, g: impl FnOnce() -> Result<B>) 
             check()?;
             Err(Error::msg(
                 ErrorKind::Cancelled,
-                "pair: the first function was cancelled",
+                "pair: the first function did not finish",
             ))
         }
     }
@@ -176,6 +176,18 @@ pub fn first_with<T>(
     race([boxed(f), boxed(g)], &combine)
 }
 
+/// [`first_with`], cancelling the loser with `reason()` (wrapped in a
+/// cancellation) rather than "another fiber finished first": a timeout
+/// says it is one.
+pub(crate) fn first_with_reason<T>(
+    f: impl FnOnce() -> Result<T>,
+    g: impl FnOnce() -> Result<T>,
+    combine: impl Fn(T, T) -> T,
+    reason: impl Fn() -> Error,
+) -> Result<T> {
+    race_collect([boxed(f), boxed(g)], &combine, &reason)
+}
+
 /// Runs every function concurrently and returns the first success,
 /// cancelling the others.
 pub fn any<T, F>(fns: impl IntoIterator<Item = F>) -> Result<T>
@@ -197,6 +209,7 @@ where
             a.extend(b);
             a
         },
+        &finished_first,
     )?;
     Ok(results)
 }
@@ -211,10 +224,19 @@ fn race<T, F>(fns: impl IntoIterator<Item = F>, combine: &dyn Fn(T, T) -> T) -> 
 where
     F: FnOnce() -> Result<T>,
 {
-    race_collect(fns, combine)
+    race_collect(fns, combine, &finished_first)
 }
 
-fn race_collect<T, F>(fns: impl IntoIterator<Item = F>, combine: &dyn Fn(T, T) -> T) -> Result<T>
+/// Why the losers of a race are cancelled, unless the caller says better.
+fn finished_first() -> Error {
+    Error::msg(ErrorKind::Cancelled, "another fiber finished first")
+}
+
+fn race_collect<T, F>(
+    fns: impl IntoIterator<Item = F>,
+    combine: &dyn Fn(T, T) -> T,
+    reason: &dyn Fn() -> Error,
+) -> Result<T>
 where
     F: FnOnce() -> Result<T>,
 {
@@ -234,10 +256,7 @@ where
                         Some(prev) => combine(prev, v),
                     });
                     drop(w);
-                    scope.cancel(Error::msg(
-                        ErrorKind::Cancelled,
-                        "another fiber finished first",
-                    ));
+                    scope.cancel(reason());
                     Ok(())
                 });
             }
@@ -250,10 +269,7 @@ where
         None => {
             // Every fiber was cancelled from outside without finishing.
             check()?;
-            Err(Error::msg(
-                ErrorKind::Cancelled,
-                "every racing fiber was cancelled",
-            ))
+            Err(Error::msg(ErrorKind::Cancelled, "no racing fiber finished"))
         }
     }
 }
@@ -354,7 +370,7 @@ where
         check()?;
         return Err(Error::msg(
             ErrorKind::Cancelled,
-            "cancelled before every item was processed",
+            "stopped before every item was processed",
         ));
     }
     let mut r = results.into_inner();

@@ -560,13 +560,14 @@ impl State {
     }
 }
 
-/// The message of a panic payload, if it is a string.
+/// The message of a panic payload, if it is a string. The error's kind
+/// already says `panic`, so the message is not prefixed again.
 pub(crate) fn panic_message(p: &Box<dyn Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
-        format!("panicked: {s}")
+        s.to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("panicked: {s}")
+        s.clone()
     } else {
-        "panicked".to_string()
+        "(the panic payload is not a string)".to_string()
     }
 }

@@ -184,7 +184,9 @@ impl MonoClock {
 }
 
 /// Runs `f`, cancelling it if it has not finished after `d`; then returns
-/// `Err(Timeout)`.
+/// `Err(Timeout)`. Inside `f`, the cancellation's
+/// [`cancel_reason`](Error::cancel_reason) is that timeout, so it reads
+/// `cancelled: timeout, timed out after 1s`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -203,13 +205,17 @@ pub fn with_timeout<T>(clock: MonoClock, d: Duration, f: impl FnOnce() -> Result
     // The timer branch yields `None` rather than failing, so that when the
     // deadline and `f`'s success land in the same scheduler turn the value
     // wins: a completed read is returned, never dropped.
-    let r = fiber::first_with(
+    let timeout = || Error::new(ErrorKind::Timeout).context(format!("timed out after {d:?}"));
+    // `f`, if still running when the timer wins, is cancelled because of
+    // the timeout, and says so.
+    let r = fiber::first_with_reason(
         || {
             clock.sleep(d)?;
             Ok(None)
         },
         || f().map(Some),
         |a, b| a.or(b),
+        timeout,
     )?;
-    r.ok_or_else(|| Error::new(ErrorKind::Timeout).context(format!("timed out after {d:?}")))
+    r.ok_or_else(timeout)
 }

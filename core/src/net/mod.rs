@@ -29,8 +29,76 @@ pub enum Addr {
     Unix(PathBuf),
 }
 
+impl Addr {
+    /// The plain IP socket address, as `std::net` uses it (and as it prints:
+    /// `127.0.0.1:8080`, `[::1]:80`, without the `tcp:` of `Addr`'s own
+    /// `Display`); `None` for a Unix-domain address. To fail instead, use
+    /// `SocketAddr::try_from(&addr)`.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use weft::net::Addr;
+    ///
+    /// let addr: Addr = "tcp:127.0.0.1:8080".parse()?;
+    /// assert_eq!(addr.to_string(), "tcp:127.0.0.1:8080");
+    /// let ip = addr.socket_addr().unwrap();
+    /// assert_eq!(ip.to_string(), "127.0.0.1:8080");
+    /// assert_eq!(format!("http://{ip}/"), "http://127.0.0.1:8080/");
+    /// assert_eq!(ip, SocketAddr::try_from(&addr)?);
+    ///
+    /// let unix: Addr = "unix:/run/app.sock".parse()?;
+    /// assert_eq!(unix.socket_addr(), None);
+    /// let err = SocketAddr::try_from(&unix).unwrap_err();
+    /// assert_eq!(err.to_string(), "net: invalid address, unix:/run/app.sock is not an IP address");
+    /// # Ok::<(), weft::Error>(())
+    /// ```
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Addr::Ip(a) => Some(*a),
+            Addr::Unix(_) => None,
+        }
+    }
+
+    /// The port of an IP address; `None` for a Unix-domain address.
+    ///
+    /// ```
+    /// let addr: weft::net::Addr = "[::1]:443".parse()?;
+    /// assert_eq!(addr.port(), Some(443));
+    /// # Ok::<(), weft::Error>(())
+    /// ```
+    pub fn port(&self) -> Option<u16> {
+        self.socket_addr().map(|a| a.port())
+    }
+}
+
+/// The IP socket address; an `InvalidAddress` error for a Unix-domain
+/// address. See [`Addr::socket_addr`].
+impl TryFrom<&Addr> for std::net::SocketAddr {
+    type Error = Error;
+
+    fn try_from(addr: &Addr) -> Result<std::net::SocketAddr> {
+        addr.socket_addr().ok_or_else(|| {
+            Error::msg(
+                ErrorKind::Net(NetError::InvalidAddress),
+                format!("{addr} is not an IP address"),
+            )
+        })
+    }
+}
+
+/// The IP socket address; see [`Addr::socket_addr`].
+impl TryFrom<Addr> for std::net::SocketAddr {
+    type Error = Error;
+
+    fn try_from(addr: Addr) -> Result<std::net::SocketAddr> {
+        std::net::SocketAddr::try_from(&addr)
+    }
+}
+
 impl fmt::Display for Addr {
-    /// `tcp:127.0.0.1:8080`, `tcp:[::1]:80`, `unix:/run/app.sock`.
+    /// `tcp:127.0.0.1:8080`, `tcp:[::1]:80`, `unix:/run/app.sock`. IP
+    /// addresses print as `tcp:` whatever the socket type (a datagram
+    /// socket's too); [`Addr::socket_addr`] gives the bare `IP:PORT`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Addr::Ip(a) => write!(f, "tcp:{a}"),
@@ -346,6 +414,11 @@ impl Datagram {
 }
 
 /// A connected stream socket. Closed on drop.
+///
+/// Not to be confused with [`sync::Stream`](crate::sync::Stream), the
+/// bounded queue between fibers; refer to each by its module (`net::Stream`,
+/// `sync::Stream`) when both are in use. Its methods come from the flow
+/// traits [`Source`], [`Sink`] and [`Shutdown`] (all in `weft::prelude`).
 pub struct Stream {
     inner: Box<dyn StreamImpl>,
 }

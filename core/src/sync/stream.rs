@@ -3,9 +3,10 @@
 //!
 //! [`add`](Stream::add) waits while the stream is full; [`take`](Stream::take)
 //! waits while it is empty. With capacity 0 every `add` waits for a `take`
-//! (a rendezvous). Cancellation never loses or duplicates an item: a
-//! cancelled `add` does not deliver its item, and a cancelled `take` does not
-//! consume one.
+//! (a rendezvous). [`try_add`](Stream::try_add) and
+//! [`take_nonblocking`](Stream::take_nonblocking) never wait. Cancellation
+//! never loses or duplicates an item: a cancelled `add` does not deliver its
+//! item, and a cancelled `take` does not consume one.
 //!
 //! ```
 //! use weft::{fiber, sync::Stream, traceln};
@@ -51,6 +52,11 @@ struct State<T> {
 }
 
 /// A bounded MPMC queue. Cloning gives another handle to the same stream.
+///
+/// Not to be confused with [`net::Stream`](crate::net::Stream), a connected
+/// socket; the two share a name because each follows its own module's
+/// vocabulary (Eio's `Stream` and stream sockets). Name them by module
+/// (`sync::Stream`, `net::Stream`) when both are in use.
 ///
 /// ```
 /// use weft::{fiber, sync::Stream};
@@ -143,6 +149,32 @@ impl<T> Stream<T> {
                 // Otherwise a taker already took the item and resumed us.
             },
         )
+    }
+
+    /// Adds `item` if that needs no waiting: it goes to a fiber waiting in
+    /// [`take`](Stream::take), or into the buffer if there is room.
+    /// Otherwise the stream is full (with capacity 0: no taker is waiting)
+    /// and the item comes back as `Err(item)`, for the caller to drop, retry
+    /// later or send elsewhere. Never suspends, so it is no cancellation
+    /// point, and it may be called from any thread.
+    ///
+    /// Fibers already waiting in [`add`](Stream::add) keep their turn: while
+    /// any wait, the stream is full and `try_add` fails.
+    ///
+    /// ```
+    /// use weft::sync::Stream;
+    ///
+    /// let stream = Stream::new(1);
+    /// assert_eq!(stream.try_add("first"), Ok(()));
+    /// assert_eq!(stream.try_add("second"), Err("second")); // full
+    /// assert_eq!(stream.take_nonblocking(), Some("first"));
+    /// assert_eq!(stream.try_add("second"), Ok(()));
+    /// ```
+    pub fn try_add(&self, item: T) -> std::result::Result<(), T> {
+        match Self::offer(&mut self.lock(), item) {
+            None => Ok(()),
+            Some(back) => Err(back),
+        }
     }
 
     /// Hands `v` to a waiting taker or buffers it; gives it back if full.
