@@ -60,6 +60,11 @@ impl Driver for PosixDriver {
 
     fn park(&mut self, park: Park, _external: bool) -> Parked {
         let timeout = match park {
+            // A poll finds nothing when no fiber waits on an fd (remote
+            // wake-ups come through the scheduler's queue, not epoll), and
+            // polling costs five system calls here: the crate re-arms its
+            // timerfd and notifier on every wait.
+            Park::Poll if !self.reactor.has_waiters() => return Parked::Ok,
             Park::Poll => Some(Duration::ZERO),
             Park::Until(deadline) => {
                 Some(Duration::from_nanos(deadline.saturating_sub(self.now())))

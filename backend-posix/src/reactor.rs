@@ -5,7 +5,7 @@
 //! fd becomes ready (or fails with `Cancelled` if its context is cancelled
 //! first). Interest is armed one-shot, only while someone waits.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,6 +34,9 @@ pub(crate) struct Reactor {
     poller: Arc<Poller>,
     /// Indexed by the registration key (the poller's event key).
     sources: RefCell<SlotMap<DefaultKey, (RawFd, Waiters)>>,
+    /// Fibers waiting for readiness, over all sources. With none, a
+    /// non-blocking poll has nothing to find and is skipped.
+    waiting: Cell<usize>,
 }
 
 thread_local! {
@@ -68,7 +71,13 @@ impl Reactor {
         Reactor {
             poller,
             sources: RefCell::new(SlotMap::new()),
+            waiting: Cell::new(0),
         }
+    }
+
+    /// True if some fiber waits for an fd to become ready.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting.get() > 0
     }
 
     pub(crate) fn poller(&self) -> &Poller {
@@ -92,7 +101,12 @@ impl Reactor {
             let fd = *fd;
             let interest = Self::interest(ev.key, w);
             drop(sources);
-            self.rearm(fd, interest);
+            self.waiting.set(self.waiting.get() - woken.len());
+            // Registrations are one-shot: the event disarmed the fd, so only
+            // waiters left for the other direction need it armed again.
+            if interest.readable || interest.writable {
+                self.rearm(fd, interest);
+            }
             woken
         };
         for r in woken {
@@ -181,14 +195,18 @@ impl Registration {
                     }
                     (*fd, Reactor::interest(self.key, w))
                 };
+                self.reactor.waiting.set(self.reactor.waiting.get() + 1);
                 self.reactor.rearm(fd, ev);
             },
             |r, reason| {
                 let rearm = {
                     let mut sources = self.reactor.sources.borrow_mut();
                     sources.get_mut(slot_key(self.key)).map(|(fd, w)| {
+                        let before = w.readers.len() + w.writers.len();
                         w.readers.retain(|x| !x.same_wait(r));
                         w.writers.retain(|x| !x.same_wait(r));
+                        let gone = before - (w.readers.len() + w.writers.len());
+                        self.reactor.waiting.set(self.reactor.waiting.get() - gone);
                         (*fd, Reactor::interest(self.key, w))
                     })
                 };
@@ -215,6 +233,8 @@ impl Drop for Registration {
         if let Some((_, w)) = removed {
             // Nobody can be waiting on a registration being dropped (waits
             // borrow it), but be safe: fail rather than strand them.
+            let n = w.readers.len() + w.writers.len();
+            self.reactor.waiting.set(self.reactor.waiting.get() - n);
             for r in w.readers.into_iter().chain(w.writers) {
                 let _ = r.fail(Error::msg(ErrorKind::Closed, "fd closed while waiting"));
             }
