@@ -1,0 +1,511 @@
+//! Workloads, runtimes, measurements, and the printed and written reports.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::runner::ChildReport;
+use crate::Opts;
+
+/// A workload (one row group of the table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    Yield,
+    Spawn,
+    Promise,
+    Stream1,
+    Stream64,
+    Echo,
+    Http,
+    Files,
+    ParkedTime,
+    ParkedMem,
+}
+
+/// Every workload, in table order.
+pub const WORKS: [Work; 10] = [
+    Work::Yield,
+    Work::Spawn,
+    Work::Promise,
+    Work::Stream1,
+    Work::Stream64,
+    Work::Echo,
+    Work::Http,
+    Work::Files,
+    Work::ParkedTime,
+    Work::ParkedMem,
+];
+
+impl Work {
+    pub fn key(self) -> &'static str {
+        match self {
+            Work::Yield => "yield",
+            Work::Spawn => "spawn",
+            Work::Promise => "promise",
+            Work::Stream1 => "stream1",
+            Work::Stream64 => "stream64",
+            Work::Echo => "echo",
+            Work::Http => "http",
+            Work::Files => "files",
+            Work::ParkedTime => "parked-time",
+            Work::ParkedMem => "parked-mem",
+        }
+    }
+
+    pub fn from_key(k: &str) -> Option<Work> {
+        WORKS.into_iter().find(|w| w.key() == k)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Work::Yield => "switch (2 tasks yielding)",
+            Work::Spawn => "spawn + join, 200k",
+            Work::Promise => "promise round trip",
+            Work::Stream1 => "stream, cap 1",
+            Work::Stream64 => "stream, cap 64",
+            Work::Echo => "TCP echo, 32 clients x 64 B",
+            Work::Http => "HTTP hello, -t1 -c64",
+            Work::Files => "random 4 KiB reads, 64 readers",
+            Work::ParkedTime => "parked tasks: spawn + finish",
+            Work::ParkedMem => "parked tasks: resident memory",
+        }
+    }
+
+    /// A short label for the chart.
+    pub fn short(self) -> &'static str {
+        match self {
+            Work::Yield => "yield",
+            Work::Spawn => "spawn",
+            Work::Promise => "promise",
+            Work::Stream1 => "stream 1",
+            Work::Stream64 => "stream 64",
+            Work::Echo => "TCP echo",
+            Work::Http => "HTTP",
+            Work::Files => "file reads",
+            Work::ParkedTime => "parked time",
+            Work::ParkedMem => "parked mem",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Work::Yield => "ns/switch",
+            Work::Spawn => "ns/task",
+            Work::Promise => "ns/trip",
+            Work::Stream1 | Work::Stream64 => "ns/item",
+            Work::Echo => "trips/s",
+            Work::Http => "req/s",
+            Work::Files => "reads/s",
+            Work::ParkedTime => "s",
+            Work::ParkedMem => "B/task",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Work::Echo | Work::Http | Work::Files)
+    }
+
+    /// The stream capacity of a stream workload.
+    pub fn capacity(self) -> usize {
+        if self == Work::Stream1 {
+            1
+        } else {
+            64
+        }
+    }
+
+    /// The ANCHORS target for `imp` on this workload, if any.
+    pub fn target(self, imp: Imp) -> Option<Target> {
+        use Target::*;
+        let weft = matches!(imp, Imp::WeftUring | Imp::WeftPosix);
+        match (self, imp) {
+            (Work::Yield, _) if weft => Some(Speedup(10.0)),
+            (Work::Spawn, _) if weft => Some(Speedup(3.0)),
+            (Work::Promise, _) if weft => Some(Speedup(4.0)),
+            (Work::Stream1, _) if weft => Some(Speedup(4.0)),
+            (Work::Stream64, _) if weft => Some(Speedup(3.0)),
+            (Work::Http, Imp::WeftUring) => Some(Speedup(1.3)),
+            (Work::Http, Imp::WeftPosix) => Some(Speedup(1.0)),
+            (Work::Echo, Imp::WeftUring) => Some(Speedup(1.2)),
+            (Work::Files, Imp::WeftUring) => Some(Speedup(4.0)),
+            (Work::ParkedTime, _) if weft => Some(AtMost(3.0)),
+            (Work::ParkedMem, _) if weft => Some(AtMost(8192.0)),
+            _ => None,
+        }
+    }
+}
+
+/// Fibers in this run's parked workload (its targets are for a million).
+pub static PARKED_N: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(1_000_000);
+
+/// A target from ANCHORS.md.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// At least this many times faster than tokio current_thread.
+    Speedup(f64),
+    /// The figure itself at most this.
+    AtMost(f64),
+}
+
+/// A runtime (or runtime configuration) a workload runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imp {
+    WeftUring,
+    WeftPosix,
+    TokioCt,
+    TokioMt,
+    TokioPread,
+    May,
+    Floor,
+}
+
+/// Every runtime, in table and chart order.
+pub const IMPS: [Imp; 7] = [
+    Imp::WeftUring,
+    Imp::WeftPosix,
+    Imp::TokioCt,
+    Imp::TokioMt,
+    Imp::TokioPread,
+    Imp::May,
+    Imp::Floor,
+];
+
+impl Imp {
+    pub fn key(self) -> &'static str {
+        match self {
+            Imp::WeftUring => "weft-uring",
+            Imp::WeftPosix => "weft-posix",
+            Imp::TokioCt => "tokio-ct",
+            Imp::TokioMt => "tokio-mt",
+            Imp::TokioPread => "tokio-pread",
+            Imp::May => "may",
+            Imp::Floor => "floor",
+        }
+    }
+
+    pub fn from_key(k: &str) -> Option<Imp> {
+        IMPS.into_iter().find(|i| i.key() == k)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Imp::WeftUring => "weft io_uring",
+            Imp::WeftPosix => "weft POSIX",
+            Imp::TokioCt => "tokio current_thread",
+            Imp::TokioMt => "tokio multi_thread (2)",
+            Imp::TokioPread => "tokio spawn_blocking(pread)",
+            Imp::May => "may (1 worker)",
+            Imp::Floor => "corosensei floor",
+        }
+    }
+
+    /// Bar colour in the chart.
+    pub fn colour(self) -> &'static str {
+        match self {
+            Imp::WeftUring => "#1f4e9c",
+            Imp::WeftPosix => "#6fa0e0",
+            Imp::TokioCt => "#888888",
+            Imp::TokioMt => "#b0b0b0",
+            Imp::TokioPread => "#c9a36b",
+            Imp::May => "#e08a2e",
+            Imp::Floor => "#444444",
+        }
+    }
+}
+
+/// One figure: a workload on a runtime.
+#[derive(Clone, Debug)]
+pub struct Measure {
+    pub work: Work,
+    pub imp: Imp,
+    /// The figure in `work.unit()`; `None` if the run failed.
+    pub value: Option<f64>,
+    /// Why it failed, or what else is worth knowing.
+    pub note: String,
+}
+
+impl Measure {
+    /// The value `key` of a child's report; a failure becomes the note.
+    pub fn from_report(work: Work, imp: Imp, r: &ChildReport, key: &str) -> Measure {
+        let mut notes = r.notes.clone();
+        if let Some(f) = &r.failure {
+            notes.push(f.clone());
+        }
+        Measure {
+            work,
+            imp,
+            value: r.get(key),
+            note: notes.join("; "),
+        }
+    }
+
+    /// Prints the figure as soon as it is known (progress output).
+    pub fn print_line(&self) {
+        let (v, unit) = match self.value {
+            Some(v) => (fmt_value(v, self.work), self.work.unit()),
+            None => ("failed".into(), ""),
+        };
+        let note = if self.note.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", self.note)
+        };
+        println!(
+            "  {:<32} {:<28} {:>12} {:<9}{note}",
+            self.work.title(),
+            self.imp.name(),
+            v,
+            unit
+        );
+    }
+}
+
+fn fmt_value(v: f64, work: Work) -> String {
+    match work {
+        Work::ParkedTime => format!("{v:.2}"),
+        _ if v >= 1000.0 => group_thousands(v.round() as u64),
+        _ if v >= 100.0 => format!("{v:.0}"),
+        _ if v >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+fn group_thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many times better than tokio current_thread `m` is (> 1: better).
+pub fn speedup(all: &[Measure], m: &Measure) -> Option<f64> {
+    let v = m.value?;
+    let base = all
+        .iter()
+        .find(|b| b.work == m.work && b.imp == Imp::TokioCt)?
+        .value?;
+    if v <= 0.0 || base <= 0.0 {
+        return None;
+    }
+    Some(if m.work.higher_is_better() {
+        v / base
+    } else {
+        base / v
+    })
+}
+
+/// `met`, or `missed` and by how much, against the ANCHORS target.
+fn verdict(all: &[Measure], m: &Measure) -> (String, String) {
+    let Some(t) = m.work.target(m.imp) else {
+        return (String::new(), String::new());
+    };
+    let mut target = match t {
+        Target::Speedup(x) => format!("≥ {x}× tokio"),
+        Target::AtMost(x) if m.work == Work::ParkedMem => format!("≤ {} B", x as u64),
+        Target::AtMost(x) => format!("≤ {x} s"),
+    };
+    let parked_n = PARKED_N.load(std::sync::atomic::Ordering::Relaxed);
+    if matches!(m.work, Work::ParkedTime | Work::ParkedMem) && parked_n != 1_000_000 {
+        return (
+            target,
+            format!("n/a: target is for 1,000,000, this run parked {parked_n}"),
+        );
+    }
+    let mut verdict = match (t, m.value, speedup(all, m)) {
+        (_, None, _) => "no figure".to_string(),
+        (Target::Speedup(x), _, Some(s)) if s >= x => "met".into(),
+        (Target::Speedup(x), _, Some(s)) => format!(
+            "missed: {s:.2}× of {x}× ({:.0}% short)",
+            (1.0 - s / x) * 100.0
+        ),
+        (Target::Speedup(_), _, None) => "no tokio figure".into(),
+        (Target::AtMost(x), Some(v), _) if v <= x => "met".into(),
+        (Target::AtMost(x), Some(v), _) => format!("missed: {:.1}× the limit", v / x),
+    };
+    // The switch also has a floor-relative target.
+    if m.work == Work::Yield {
+        if let (Some(v), Some(floor)) = (m.value, find(all, Work::Yield, Imp::Floor)) {
+            target.push_str("; ≤ 8× floor");
+            let x = v / floor;
+            if x <= 8.0 {
+                verdict.push_str(&format!("; {x:.1}× floor: met"));
+            } else {
+                verdict.push_str(&format!("; {x:.1}× floor: missed"));
+            }
+        }
+    }
+    (target, verdict)
+}
+
+/// The figure of `work` on `imp`, if measured.
+pub fn find(all: &[Measure], work: Work, imp: Imp) -> Option<f64> {
+    all.iter()
+        .find(|m| m.work == work && m.imp == imp)
+        .and_then(|m| m.value)
+}
+
+/// Rows in table order.
+fn ordered(all: &[Measure]) -> Vec<&Measure> {
+    let mut v: Vec<&Measure> = all.iter().collect();
+    let pos_w = |w: Work| WORKS.iter().position(|x| *x == w).unwrap_or(99);
+    let pos_i = |i: Imp| IMPS.iter().position(|x| *x == i).unwrap_or(99);
+    v.sort_by_key(|m| (pos_w(m.work), pos_i(m.imp)));
+    v
+}
+
+/// Prints the summary table to stdout.
+pub fn print_table(all: &[Measure]) {
+    println!(
+        "{:<32} {:<28} {:>12} {:<9} {:>9}  {:<22} verdict",
+        "workload", "runtime", "figure", "unit", "vs tokio", "target"
+    );
+    for m in ordered(all) {
+        let (v, unit) = match m.value {
+            Some(v) => (fmt_value(v, m.work), m.work.unit()),
+            None => ("failed".into(), ""),
+        };
+        let s = speedup(all, m).map_or("-".into(), |s| format!("{s:.2}×"));
+        let (target, verdict) = verdict(all, m);
+        println!(
+            "{:<32} {:<28} {:>12} {:<9} {:>9}  {:<22} {verdict}",
+            m.work.title(),
+            m.imp.name(),
+            v,
+            unit,
+            s,
+            target
+        );
+    }
+}
+
+/// A description of this machine, printed at the start and written to the doc.
+pub fn machine() -> Vec<(String, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap_or_default();
+    let rustc = std::process::Command::new("rustc")
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    vec![
+        ("CPU".into(), format!("{model}, {nproc} CPUs (nproc)")),
+        ("kernel".into(), kernel.trim().to_string()),
+        ("memory".into(), mem),
+        ("vm.max_map_count".into(), maps.trim().to_string()),
+        (
+            "load average at start".into(),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        ("compiler".into(), rustc),
+    ]
+}
+
+/// Prints the machine description.
+pub fn print_machine() {
+    for (k, v) in machine() {
+        println!("{k}: {v}");
+    }
+    println!();
+}
+
+const BEGIN: &str = "<!-- bench-compare:begin (generated by `bench-compare --write-doc`; edits here are overwritten) -->";
+const END: &str = "<!-- bench-compare:end -->";
+
+/// Writes `dir/benchmarks.svg` and replaces the generated section of
+/// `dir/benchmarks.md` (creating the page if it does not exist).
+pub fn write_doc(
+    dir: &Path,
+    opts: &Opts,
+    all: &[Measure],
+    elapsed: Duration,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("benchmarks.svg"), crate::chart::svg(all))?;
+    let section = results_section(opts, all, elapsed);
+    let page_path = dir.join("benchmarks.md");
+    let page = std::fs::read_to_string(&page_path).unwrap_or_default();
+    let new_page = match (page.find("<!-- bench-compare:begin"), page.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &page[..b], &page[e + END.len()..])
+        }
+        _ => format!("# Benchmarks\n\n{section}\n"),
+    };
+    std::fs::write(page_path, new_page)
+}
+
+fn results_section(opts: &Opts, all: &[Measure], elapsed: Duration) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{BEGIN}\n");
+    let _ = writeln!(s, "### Machine\n");
+    for (k, v) in machine() {
+        let _ = writeln!(s, "- {k}: {v}");
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let _ = writeln!(
+        s,
+        "\n### Command\n\n```sh\ncargo run --release --manifest-path bench-compare/Cargo.toml -- {}\n```\n",
+        args.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "One run, {:.0} s in all; {} s of load per server and file figure, median of {} repetitions per micro figure{}.\n",
+        elapsed.as_secs_f64(),
+        opts.load_secs,
+        opts.reps,
+        if opts.quick { " (quick mode)" } else { "" }
+    );
+    let _ = writeln!(s, "### Figures\n");
+    let _ = writeln!(
+        s,
+        "\"vs tokio\" is how many times better than tokio current_thread the figure is (> 1: better), in this run.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workload | runtime | figure | vs tokio | target | verdict | note |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---|---|---|");
+    for m in ordered(all) {
+        let v = m.value.map_or("failed".into(), |v| {
+            format!("{} {}", fmt_value(v, m.work), m.work.unit())
+        });
+        let sp = speedup(all, m).map_or("—".into(), |x| format!("{x:.2}×"));
+        let (target, verdict) = verdict(all, m);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {v} | {sp} | {target} | {verdict} | {} |",
+            m.work.title(),
+            m.imp.name(),
+            m.note.replace('|', "/")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n![Speed-up of each runtime over tokio current_thread, log scale, ANCHORS targets marked](benchmarks.svg)\n"
+    );
+    let _ = writeln!(s, "{END}");
+    s
+}
