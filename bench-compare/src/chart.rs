@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{speedup, Imp, Measure, Target, IMPS, WORKS};
+use crate::report::{speedup, Imp, Measure, Target, Work, IMPS, WORKS};
 
 const W: f64 = 980.0;
 const H: f64 = 460.0;
@@ -29,7 +29,11 @@ pub fn svg(all: &[Measure]) -> String {
         .into_iter()
         .filter(|i| drawn(*i) && all.iter().any(|m| m.imp == *i))
         .collect();
-    let ratios: Vec<f64> = all.iter().filter_map(|m| speedup(all, m)).collect();
+    let ratios: Vec<f64> = all
+        .iter()
+        .filter(|m| drawn(m.imp))
+        .filter_map(|m| speedup(all, m))
+        .collect();
     let targets = all.iter().filter_map(|m| match m.work.target(m.imp) {
         Some(Target::Speedup(x)) => Some(x),
         _ => None,
@@ -60,7 +64,7 @@ pub fn svg(all: &[Measure]) -> String {
             lx + 16.0,
             xml(imp.name())
         );
-        lx += 26.0 + imp.name().len() as f64 * 6.2;
+        lx += 28.0 + imp.name().len() as f64 * 5.9;
     }
     let _ = writeln!(
         s,
@@ -99,6 +103,12 @@ pub fn svg(all: &[Measure]) -> String {
     let bar_w = ((group_w - 16.0) / imps.len().max(1) as f64).min(26.0);
     for (gi, work) in works.iter().enumerate() {
         let gx = LEFT + gi as f64 * group_w;
+        // Only the runtimes this workload ran on, centred in the group.
+        let imps: Vec<Imp> = imps
+            .iter()
+            .copied()
+            .filter(|i| all.iter().any(|m| m.work == *work && m.imp == *i))
+            .collect();
         let used = bar_w * imps.len() as f64;
         let x0 = gx + (group_w - used) / 2.0;
         let _ = writeln!(
@@ -163,6 +173,16 @@ pub fn svg(all: &[Measure]) -> String {
             }
         }
     }
+    if works
+        .iter()
+        .any(|w| matches!(w, Work::ParkedTime | Work::ParkedMem))
+    {
+        let _ = writeln!(
+            s,
+            r##"<text x="{LEFT}" y="{:.1}" fill="#555" font-size="10">Parked tasks have absolute targets (1,000,000 fibers in ≤ 3 s, ≤ 8 KiB resident each), shown in the table, not here.</text>"##,
+            H - 6.0
+        );
+    }
     let _ = writeln!(s, "</svg>");
     s
 }
@@ -179,6 +199,8 @@ fn trim(r: f64) -> String {
 fn short_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.0}")
+    } else if r < 0.1 {
+        format!("{r:.2}")
     } else {
         format!("{r:.1}")
     }

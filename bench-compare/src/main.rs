@@ -42,7 +42,7 @@ pub struct Opts {
 }
 
 const USAGE: &str = "\
-usage: bench-compare [--quick] [--only LIST] [--write-doc [DOC_DIR]] [--secs S] [--reps N]
+usage: bench-compare/run [--quick] [--only LIST] [--write-doc [DOC_DIR]] [--secs S] [--reps N]
                      [--file-mib M] [--parked N] [--data-dir DIR]
 
 Runs each workload on weft (io_uring and POSIX backends), tokio (current_thread;

@@ -114,6 +114,23 @@ impl Work {
         }
     }
 
+    /// The tokio current_thread figure in ANCHORS.md (measured earlier on
+    /// this machine kind, unloaded), to show how loaded this run's machine was.
+    pub fn anchor_tokio(self) -> Option<f64> {
+        Some(match self {
+            Work::Yield => 272.0,
+            Work::Spawn => 354.0,
+            Work::Promise => 613.0,
+            Work::Stream1 => 594.0,
+            Work::Stream64 => 96.0,
+            Work::Echo => 164_000.0,
+            Work::Http => 171_000.0,
+            Work::Files => 87_000.0,
+            Work::ParkedTime => 1.4,
+            Work::ParkedMem => 464.0,
+        })
+    }
+
     /// The ANCHORS target for `imp` on this workload, if any.
     pub fn target(self, imp: Imp) -> Option<Target> {
         use Target::*;
@@ -467,7 +484,7 @@ fn results_section(opts: &Opts, all: &[Measure], elapsed: Duration) -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let _ = writeln!(
         s,
-        "\n### Command\n\n```sh\ncargo run --release --manifest-path bench-compare/Cargo.toml -- {}\n```\n",
+        "\n### Command\n\n```sh\nbench-compare/run {}\n```\n\n(`bench-compare/run` is `cargo run --release --manifest-path bench-compare/Cargo.toml --` with its own target directory.)\n",
         args.join(" ")
     );
     let _ = writeln!(
@@ -501,6 +518,31 @@ fn results_section(opts: &Opts, all: &[Measure], elapsed: Duration) -> String {
             m.imp.name(),
             m.note.replace('|', "/")
         );
+    }
+    let _ = writeln!(s, "\n### Calibration: tokio in this run against ANCHORS\n");
+    let _ = writeln!(
+        s,
+        "ANCHORS measured tokio current_thread on an idle machine of this kind. The ratio below (> 1: slower here) shows how much load from elsewhere slowed this run down; ratios between runtimes measured side by side are less affected than absolute figures.\n"
+    );
+    let _ = writeln!(s, "| workload | tokio here | tokio in ANCHORS | slowdown |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    // Memory per task does not depend on load.
+    for w in WORKS.into_iter().filter(|w| *w != Work::ParkedMem) {
+        if let (Some(here), Some(anchor)) = (find(all, w, Imp::TokioCt), w.anchor_tokio()) {
+            let slow = if w.higher_is_better() {
+                anchor / here
+            } else {
+                here / anchor
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} {u} | {} {u} | {slow:.2}× |",
+                w.title(),
+                fmt_value(here, w),
+                fmt_value(anchor, w),
+                u = w.unit()
+            );
+        }
     }
     let _ = writeln!(
         s,
