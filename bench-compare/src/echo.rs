@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::report::{Imp, Measure, Work};
-use crate::runner::Server;
+use crate::runner::{interleaved, Server};
 use crate::Opts;
 
 const CLIENTS: usize = 32;
@@ -16,37 +16,21 @@ const MSG: usize = 64;
 
 /// Measures every echo server.
 pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
-    for imp in [
+    let imps = [
         Imp::WeftUring,
         Imp::WeftPosix,
         Imp::TokioCt,
         Imp::TokioMt,
         Imp::May,
-    ] {
-        let m = match Server::start("echo", imp.key()) {
-            Ok(server) => match load(server.port, opts.load(), || server.cpu_time()) {
-                Ok((rate, cpu)) => Measure {
-                    work: Work::Echo,
-                    imp,
-                    value: Some(rate),
-                    note: cpu.map_or(String::new(), |c| format!("server CPU {:.0}%", c * 100.0)),
-                },
-                Err(e) => failed(imp, e),
-            },
-            Err(e) => failed(imp, e),
-        };
-        m.print_line();
-        out.push(m);
-    }
-}
-
-fn failed(imp: Imp, e: String) -> Measure {
-    Measure {
-        work: Work::Echo,
-        imp,
-        value: None,
-        note: e,
-    }
+    ];
+    out.extend(interleaved(Work::Echo, &imps, opts.rounds, |imp| {
+        let server = Server::start("echo", imp.key())?;
+        let (rate, cpu) = load(server.port, opts.load(), || server.cpu_time())?;
+        Ok((
+            rate,
+            cpu.map_or(String::new(), |c| format!("server CPU {:.0}%", c * 100.0)),
+        ))
+    }));
 }
 
 /// Runs the 32 clients against `port` for `dur` (after a short warm-up);

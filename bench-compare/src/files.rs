@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::report::{Imp, Measure, Work};
-use crate::runner::{emit, note, run_child};
+use crate::runner::{emit, interleaved, note, run_child};
 use crate::Opts;
 
 const READERS: usize = 64;
@@ -23,27 +23,22 @@ pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
             return;
         }
     };
-    for imp in [
+    let imps = [
         Imp::WeftUring,
         Imp::WeftPosix,
         Imp::TokioCt,
         Imp::TokioPread,
-    ] {
-        let r = run_child(
-            &[
-                "files",
-                imp.key(),
-                path.to_str().expect("UTF-8 data path"),
-                &opts.load_secs.to_string(),
-                &READERS.to_string(),
-            ],
+    ];
+    let path = path.to_str().expect("UTF-8 data path");
+    let (secs, readers) = (opts.load_secs.to_string(), READERS.to_string());
+    out.extend(interleaved(Work::Files, &imps, opts.rounds, |imp| {
+        run_child(
+            &["files", imp.key(), path, &secs, &readers],
             opts.load() + Duration::from_secs(60),
             None,
-        );
-        let m = Measure::from_report(Work::Files, imp, &r, "reads_per_s");
-        m.print_line();
-        out.push(m);
-    }
+        )
+        .result("reads_per_s")
+    }));
 }
 
 /// `dir/random-<M>mib.dat`, created with pseudo-random content if missing

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::echo::announce;
 use crate::report::{Imp, Measure, Work};
-use crate::runner::Server;
+use crate::runner::{interleaved, Server};
 use crate::Opts;
 
 const RESPONSE: &str =
@@ -24,52 +24,37 @@ pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
     if !wrk {
         println!("  (wrk not found: using the built-in load generator; `apt-get install -y wrk` for wrk)");
     }
-    for imp in [
+    let imps = [
         Imp::WeftUring,
         Imp::WeftPosix,
         Imp::TokioCt,
         Imp::TokioMt,
         Imp::May,
-    ] {
-        let r = Server::start("http", imp.key()).and_then(|server| {
-            let c0 = server.cpu_time();
-            let t0 = Instant::now();
-            let rate = if wrk {
-                run_wrk(server.port, opts.load())
-            } else {
-                builtin_load(server.port, opts.load())
-            }?;
-            let share = match (c0, server.cpu_time()) {
-                (Some(a), Some(b)) => Some((b - a).as_secs_f64() / t0.elapsed().as_secs_f64()),
-                _ => None,
-            };
-            Ok((rate, share))
-        });
-        let m = match r {
-            Ok((rate, share)) => Measure {
-                work: Work::Http,
-                imp,
-                value: Some(rate),
-                note: format!(
-                    "{}{}",
-                    if wrk {
-                        "wrk"
-                    } else {
-                        "built-in load generator"
-                    },
-                    share.map_or(String::new(), |c| format!(", server CPU {:.0}%", c * 100.0))
-                ),
-            },
-            Err(e) => Measure {
-                work: Work::Http,
-                imp,
-                value: None,
-                note: e,
-            },
+    ];
+    out.extend(interleaved(Work::Http, &imps, opts.rounds, |imp| {
+        let server = Server::start("http", imp.key())?;
+        let c0 = server.cpu_time();
+        let t0 = Instant::now();
+        let rate = if wrk {
+            run_wrk(server.port, opts.load())
+        } else {
+            builtin_load(server.port, opts.load())
+        }?;
+        let share = match (c0, server.cpu_time()) {
+            (Some(a), Some(b)) => Some((b - a).as_secs_f64() / t0.elapsed().as_secs_f64()),
+            _ => None,
         };
-        m.print_line();
-        out.push(m);
-    }
+        let note = format!(
+            "{}{}",
+            if wrk {
+                "wrk"
+            } else {
+                "built-in load generator"
+            },
+            share.map_or(String::new(), |c| format!(", server CPU {:.0}%", c * 100.0))
+        );
+        Ok((rate, note))
+    }));
 }
 
 /// `wrk -t1 -c64 -dNs`: requests per second from its summary.

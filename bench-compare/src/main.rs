@@ -31,8 +31,13 @@ pub struct Opts {
     pub write_doc: Option<std::path::PathBuf>,
     /// Seconds of load for each server and file measurement.
     pub load_secs: f64,
-    /// Repetitions of each micro-benchmark (the median is reported).
+    /// Repetitions of each micro-benchmark inside one child (the child
+    /// reports their median).
     pub reps: usize,
+    /// Rounds: every runtime is measured once per round, runtimes
+    /// interleaved, and the median over rounds is reported, so that load
+    /// from elsewhere that comes and goes hits all runtimes alike.
+    pub rounds: usize,
     /// Size of the file for random reads, in MiB.
     pub file_mib: u64,
     /// Fibers/tasks in the parked-fibers workload.
@@ -43,7 +48,7 @@ pub struct Opts {
 
 const USAGE: &str = "\
 usage: bench-compare/run [--quick] [--only LIST] [--write-doc [DOC_DIR]] [--secs S] [--reps N]
-                     [--file-mib M] [--parked N] [--data-dir DIR]
+                        [--rounds R] [--file-mib M] [--parked N] [--data-dir DIR]
 
 Runs each workload on weft (io_uring and POSIX backends), tokio (current_thread;
 multi_thread with 2 workers on the servers) and may (1 worker), in one run, and
@@ -54,8 +59,10 @@ prints figures and the speed-up of each against tokio current_thread.
                    micro (yield, spawn, promise, stream), echo, http, files, parked
   --write-doc DIR  rewrite the generated section of DIR/benchmarks.md and
                    write DIR/benchmarks.svg (default DIR: doc/ of the weft repo)
-  --secs S         seconds of load per server/file measurement (default 3, quick 1)
-  --reps N         repetitions of each micro-benchmark, median kept (default 5, quick 3)
+  --secs S         seconds of load per server/file measurement (default 2, quick 1)
+  --reps N         repetitions of a micro-benchmark in one process, median kept (default 3)
+  --rounds R       rounds over all runtimes, interleaved; the median round is
+                   reported (default 3, quick 1; not for parked)
   --file-mib M     size of the random-read file (default 1024, quick 256)
   --parked N       fibers/tasks in the parked workload (default 1000000, quick 200000)
   --data-dir DIR   where to put the data file (default: bench-compare/target/bench-data)
@@ -71,6 +78,7 @@ fn parse_opts() -> Opts {
         write_doc: None,
         load_secs: 0.0,
         reps: 0,
+        rounds: 0,
         file_mib: 0,
         parked: 0,
         data_dir: manifest.join("target").join("bench-data"),
@@ -92,6 +100,7 @@ fn parse_opts() -> Opts {
             }
             "--secs" => o.load_secs = num(&value("--secs")),
             "--reps" => o.reps = num::<f64>(&value("--reps")) as usize,
+            "--rounds" => o.rounds = num::<f64>(&value("--rounds")) as usize,
             "--file-mib" => o.file_mib = num::<f64>(&value("--file-mib")) as u64,
             "--parked" => o.parked = num::<f64>(&value("--parked").replace('_', "")) as usize,
             "--data-dir" => o.data_dir = value("--data-dir").into(),
@@ -107,8 +116,9 @@ fn parse_opts() -> Opts {
         (false, true) => quick,
         (false, false) => full,
     };
-    o.load_secs = pick(o.load_secs, 1.0, 3.0);
-    o.reps = pick(o.reps as f64, 3.0, 5.0) as usize;
+    o.load_secs = pick(o.load_secs, 1.0, 2.0);
+    o.reps = pick(o.reps as f64, 3.0, 3.0) as usize;
+    o.rounds = pick(o.rounds as f64, 1.0, 3.0) as usize;
     o.file_mib = pick(o.file_mib as f64, 256.0, 1024.0) as u64;
     o.parked = pick(o.parked as f64, 200_000.0, 1_000_000.0) as usize;
     let known = [

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::report::{Imp, Measure, Work};
-use crate::runner::{emit, run_child};
+use crate::runner::{emit, interleaved, run_child};
 use crate::Opts;
 
 /// Forks/spawns per scope in the spawn workload, as a server forks per
@@ -60,22 +60,15 @@ pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
         if !opts.wants("micro", group) && !opts.wants("micro", work.key()) {
             continue;
         }
-        for &imp in imps {
-            let r = run_child(
-                &[
-                    "micro",
-                    work.key(),
-                    imp.key(),
-                    &n.to_string(),
-                    &opts.reps.to_string(),
-                ],
+        let args = [n.to_string(), opts.reps.to_string()];
+        out.extend(interleaved(work, imps, opts.rounds, |imp| {
+            run_child(
+                &["micro", work.key(), imp.key(), &args[0], &args[1]],
                 Duration::from_secs(120),
                 None,
-            );
-            let m = Measure::from_report(work, imp, &r, "median");
-            m.print_line();
-            out.push(m);
-        }
+            )
+            .result("median")
+        }));
     }
 }
 

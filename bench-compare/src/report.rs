@@ -257,6 +257,22 @@ impl Measure {
         }
     }
 
+    /// Prints one round's figure (progress output).
+    pub fn print_line_round(&self, round: usize, rounds: usize) {
+        let v = self
+            .value
+            .map_or("failed".into(), |v| fmt_value(v, self.work));
+        println!(
+            "    round {round}/{rounds}: {:<28} {v} {}",
+            self.imp.name(),
+            if self.value.is_some() {
+                self.work.unit()
+            } else {
+                self.note.as_str()
+            }
+        );
+    }
+
     /// Prints the figure as soon as it is known (progress output).
     pub fn print_line(&self) {
         let (v, unit) = match self.value {
@@ -278,7 +294,8 @@ impl Measure {
     }
 }
 
-fn fmt_value(v: f64, work: Work) -> String {
+/// A figure formatted for the table.
+pub fn fmt_value(v: f64, work: Work) -> String {
     match work {
         Work::ParkedTime => format!("{v:.2}"),
         _ if v >= 1000.0 => group_thousands(v.round() as u64),
@@ -489,8 +506,9 @@ fn results_section(opts: &Opts, all: &[Measure], elapsed: Duration) -> String {
     );
     let _ = writeln!(
         s,
-        "One run, {:.0} s in all; {} s of load per server and file figure, median of {} repetitions per micro figure{}.\n",
+        "One run, {:.0} s in all. Each figure is the median of {} rounds, the runtimes interleaved within each round; a round is {} s of load for a server or file figure, and the median of {} repetitions for a micro figure{}.\n",
         elapsed.as_secs_f64(),
+        opts.rounds,
         opts.load_secs,
         opts.reps,
         if opts.quick { " (quick mode)" } else { "" }

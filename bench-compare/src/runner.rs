@@ -24,6 +24,15 @@ impl ChildReport {
     pub fn get(&self, name: &str) -> Option<f64> {
         self.values.get(name).copied()
     }
+
+    /// The value `name` and the notes, or why there is none.
+    pub fn result(&self, name: &str) -> Result<(f64, String), String> {
+        match (self.get(name), &self.failure) {
+            (Some(v), None) => Ok((v, self.notes.join("; "))),
+            (_, Some(f)) => Err(f.clone()),
+            (None, None) => Err(format!("the child reported no {name}")),
+        }
+    }
 }
 
 /// Prints a result line for the parent (children use this).
@@ -227,6 +236,15 @@ impl Drop for Server {
     }
 }
 
+/// The median of sorted `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> Option<f64> {
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 /// Entry point of a child: `--child WHAT ARGS...`. Returns the exit code.
 pub fn child_main(args: &[String]) -> i32 {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -250,6 +268,75 @@ pub fn child_main(args: &[String]) -> i32 {
 }
 
 use crate::micro;
+use crate::report::{Imp, Measure, Work};
+
+/// Measures `work` on each of `imps` once per round, runtimes interleaved
+/// within a round, and keeps the median round of each (with the range in
+/// the note). `one` returns a figure and a note, or why it failed.
+pub fn interleaved(
+    work: Work,
+    imps: &[Imp],
+    rounds: usize,
+    mut one: impl FnMut(Imp) -> Result<(f64, String), String>,
+) -> Vec<Measure> {
+    let rounds = rounds.max(1);
+    let mut got: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
+    let mut notes = vec![String::new(); imps.len()];
+    let mut errors: Vec<Option<String>> = vec![None; imps.len()];
+    for round in 1..=rounds {
+        for (i, &imp) in imps.iter().enumerate() {
+            let r = one(imp);
+            let m = Measure {
+                work,
+                imp,
+                value: r.as_ref().ok().map(|(v, _)| *v),
+                note: match &r {
+                    Ok((_, n)) => n.clone(),
+                    Err(e) => e.clone(),
+                },
+            };
+            if rounds > 1 {
+                m.print_line_round(round, rounds);
+            }
+            match r {
+                Ok((v, n)) => {
+                    got[i].push(v);
+                    notes[i] = n;
+                }
+                Err(e) => errors[i] = Some(e),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, &imp) in imps.iter().enumerate() {
+        let mut v = got[i].clone();
+        v.sort_by(f64::total_cmp);
+        let mut note = Vec::new();
+        if v.len() > 1 {
+            note.push(format!(
+                "median of {} rounds, range {}-{}",
+                v.len(),
+                crate::report::fmt_value(v[0], work),
+                crate::report::fmt_value(v[v.len() - 1], work)
+            ));
+        }
+        if !notes[i].is_empty() {
+            note.push(notes[i].clone());
+        }
+        if let Some(e) = &errors[i] {
+            note.push(format!("failed in a round: {e}"));
+        }
+        let m = Measure {
+            work,
+            imp,
+            value: median(&v),
+            note: note.join("; "),
+        };
+        m.print_line();
+        out.push(m);
+    }
+    out
+}
 
 fn parse(s: &str) -> usize {
     s.parse().unwrap_or(0)
