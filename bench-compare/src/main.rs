@@ -95,7 +95,9 @@ fn parse_opts() -> Opts {
             "--write-doc" => {
                 o.write_doc = Some(match args.peek() {
                     Some(d) if !d.starts_with("--") => args.next().unwrap().into(),
-                    _ => manifest.join("..").join("doc"),
+                    _ => manifest
+                        .parent()
+                        .map_or(manifest.join("doc"), |p| p.join("doc")),
                 })
             }
             "--secs" => o.load_secs = num(&value("--secs")),

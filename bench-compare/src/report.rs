@@ -418,8 +418,15 @@ pub fn print_table(all: &[Measure]) {
     }
 }
 
-/// A description of this machine, printed at the start and written to the doc.
+/// A description of this machine, taken once at the start of the run
+/// (the load average is the one before any workload ran), printed then and
+/// written to the doc.
 pub fn machine() -> Vec<(String, String)> {
+    static MACHINE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(describe_machine).clone()
+}
+
+fn describe_machine() -> Vec<(String, String)> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
