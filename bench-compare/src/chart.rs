@@ -211,3 +211,45 @@ fn xml(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(work: Work, imp: Imp, value: Option<f64>) -> Measure {
+        Measure {
+            work,
+            imp,
+            value,
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn one_bar_per_compared_figure_and_a_mark_per_target() {
+        let all = [
+            m(Work::Spawn, Imp::TokioCt, Some(300.0)),
+            m(Work::Spawn, Imp::WeftUring, Some(100.0)),
+            m(Work::Spawn, Imp::May, Some(1500.0)),
+            m(Work::Echo, Imp::TokioCt, Some(1000.0)),
+            m(Work::Echo, Imp::WeftUring, None),
+        ];
+        let s = svg(&all);
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        // Bars: weft and may on spawn (tokio is the 1× line); legend
+        // squares: weft io_uring and may; plus the background.
+        let bars = s.matches("<rect").count();
+        assert_eq!(bars, 1 + 2 + 2, "{s}");
+        assert!(s.contains("weft io_uring 3.00×"), "{s}");
+        assert!(s.contains("may (1 worker) 0.20×"), "{s}");
+        // Targets: spawn and echo on weft io_uring, plus the legend line.
+        assert_eq!(s.matches("<title>target").count(), 2, "{s}");
+        // The failed echo figure is marked, not drawn.
+        assert!(s.contains(">fail<"), "{s}");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(xml("a<b&c>"), "a&lt;b&amp;c&gt;");
+    }
+}

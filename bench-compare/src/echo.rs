@@ -193,3 +193,42 @@ fn may_serve() -> Result<(), String> {
         .join()
         .map_err(|_| "the may acceptor panicked".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_generator_counts_round_trips() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = conn.read(&mut buf) {
+                        if conn.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let (rate, cpu) = load(port, Duration::from_millis(200), || None).unwrap();
+        assert!(rate > 0.0, "{rate}");
+        assert_eq!(cpu, None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_an_error() {
+        // Bind and drop to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = load(port, Duration::from_millis(50), || None).unwrap_err();
+        assert!(e.contains("connect"), "{e}");
+    }
+}

@@ -254,3 +254,53 @@ fn may_serve() -> Result<(), String> {
         .join()
         .map_err(|_| "the may acceptor panicked".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weft_server_reads_whole_request_heads() {
+        let two =
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\n";
+        let mut r = weft::buf_read::BufReader::from_bytes(two);
+        weft_skip_head(&mut r).unwrap();
+        assert_eq!(r.pos(), 27);
+        weft_skip_head(&mut r).unwrap();
+        assert!(r.at_end_of_input().unwrap());
+        // A head cut short is an error, not a request.
+        let mut cut = weft::buf_read::BufReader::from_bytes("GET / HTTP/1.1\r\nHost");
+        assert!(weft_skip_head(&mut cut).is_err());
+    }
+
+    #[test]
+    fn the_builtin_generator_counts_answered_requests() {
+        // A plain threaded server answering every request head.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut wr = conn.try_clone().unwrap();
+                    let mut rd = std::io::BufReader::new(conn);
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        match rd.read_until(b'\n', &mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line.len() <= 2 => {
+                                if wr.write_all(RESPONSE.as_bytes()).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                });
+            }
+        });
+        let rate = builtin_load(port, Duration::from_millis(200)).unwrap();
+        assert!(rate > 0.0, "{rate}");
+    }
+}

@@ -573,6 +573,136 @@ fn results_section(opts: &Opts, all: &[Measure], elapsed: Duration) -> String {
         s,
         "\n![Speed-up of each runtime over tokio current_thread, log scale, ANCHORS targets marked](benchmarks.svg)\n"
     );
-    let _ = writeln!(s, "{END}");
+    let _ = write!(s, "{END}");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(work: Work, imp: Imp, value: f64) -> Measure {
+        Measure {
+            work,
+            imp,
+            value: Some(value),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn speedup_follows_the_direction_of_the_unit() {
+        let all = [
+            m(Work::Yield, Imp::TokioCt, 100.0),
+            m(Work::Yield, Imp::WeftUring, 25.0),
+            m(Work::Echo, Imp::TokioCt, 1000.0),
+            m(Work::Echo, Imp::WeftUring, 1500.0),
+        ];
+        // Time: tokio / weft. Rate: weft / tokio.
+        assert_eq!(speedup(&all, &all[1]), Some(4.0));
+        assert_eq!(speedup(&all, &all[3]), Some(1.5));
+        assert_eq!(speedup(&all, &all[0]), Some(1.0));
+    }
+
+    #[test]
+    fn no_speedup_without_a_tokio_figure_or_a_value() {
+        let mut failed = m(Work::Spawn, Imp::TokioCt, 0.0);
+        failed.value = None;
+        let all = [failed, m(Work::Spawn, Imp::WeftUring, 10.0)];
+        assert_eq!(speedup(&all, &all[1]), None);
+        assert_eq!(speedup(&all, &all[0]), None);
+    }
+
+    #[test]
+    fn verdicts_say_met_or_by_how_much_it_was_missed() {
+        let all = [
+            m(Work::Spawn, Imp::TokioCt, 300.0),
+            m(Work::Spawn, Imp::WeftUring, 100.0),
+            m(Work::Spawn, Imp::WeftPosix, 150.0),
+            m(Work::ParkedMem, Imp::WeftUring, 9000.0),
+        ];
+        assert_eq!(verdict(&all, &all[1]).1, "met");
+        assert_eq!(verdict(&all, &all[2]).1, "missed: 2.00× of 3× (33% short)");
+        assert_eq!(verdict(&all, &all[0]), (String::new(), String::new()));
+        assert_eq!(verdict(&all, &all[3]).1, "missed: 1.1× the limit");
+    }
+
+    #[test]
+    fn the_switch_is_also_judged_against_the_floor() {
+        let all = [
+            m(Work::Yield, Imp::TokioCt, 200.0),
+            m(Work::Yield, Imp::WeftUring, 20.0),
+            m(Work::Yield, Imp::Floor, 4.0),
+        ];
+        let (target, v) = verdict(&all, &all[1]);
+        assert!(target.contains("≤ 8× floor"), "{target}");
+        assert_eq!(v, "met; 5.0× floor: met");
+    }
+
+    #[test]
+    fn figures_are_grouped_by_thousands() {
+        assert_eq!(fmt_value(1_234_567.0, Work::Http), "1,234,567");
+        assert_eq!(fmt_value(999.0, Work::Http), "999");
+        assert_eq!(fmt_value(3.456, Work::Yield), "3.46");
+        assert_eq!(fmt_value(1.5, Work::ParkedTime), "1.50");
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        for w in WORKS {
+            assert_eq!(Work::from_key(w.key()), Some(w));
+        }
+        for i in IMPS {
+            assert_eq!(Imp::from_key(i.key()), Some(i));
+        }
+        assert_eq!(Imp::from_key("nope"), None);
+    }
+
+    fn opts() -> Opts {
+        Opts {
+            quick: false,
+            only: Vec::new(),
+            write_doc: None,
+            load_secs: 2.0,
+            reps: 3,
+            rounds: 3,
+            file_mib: 1024,
+            parked: 1_000_000,
+            data_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn write_doc_replaces_only_the_generated_section() {
+        let dir = std::env::temp_dir().join(format!("bench-compare-doc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let page = dir.join("benchmarks.md");
+        std::fs::write(
+            &page,
+            "# Title\n\nprose before\n\n<!-- bench-compare:begin -->\nOLD\n<!-- bench-compare:end -->\n\nprose after\n",
+        )
+        .unwrap();
+        let all = [
+            m(Work::Echo, Imp::TokioCt, 1000.0),
+            m(Work::Echo, Imp::WeftUring, 1300.0),
+        ];
+        write_doc(&dir, &opts(), &all, Duration::from_secs(5)).unwrap();
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert!(
+            text.starts_with("# Title\n\nprose before\n\n<!-- bench-compare:begin"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("<!-- bench-compare:end -->\n\nprose after\n"),
+            "{text}"
+        );
+        assert!(!text.contains("OLD"));
+        assert!(text.contains("| TCP echo, 32 clients x 64 B | weft io_uring | 1,300 trips/s | 1.30× | ≥ 1.2× tokio | met |"), "{text}");
+        // A second write replaces the section it wrote.
+        write_doc(&dir, &opts(), &all, Duration::from_secs(5)).unwrap();
+        let again = std::fs::read_to_string(&page).unwrap();
+        assert_eq!(again.matches("bench-compare:begin").count(), 1);
+        assert!(dir.join("benchmarks.svg").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

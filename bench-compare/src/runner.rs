@@ -345,3 +345,47 @@ fn parse(s: &str) -> usize {
 fn parse_f(s: &str) -> f64 {
     s.parse().unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[1.0, 2.0, 9.0]), Some(2.0));
+        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), Some(3.0));
+    }
+
+    #[test]
+    fn interleaved_keeps_the_median_round_and_reports_failures() {
+        let mut calls = Vec::new();
+        let mut round = 0.0;
+        let out = interleaved(Work::Echo, &[Imp::WeftUring, Imp::TokioCt], 3, |imp| {
+            calls.push(imp);
+            if imp == Imp::TokioCt {
+                round += 1.0;
+                if round == 2.0 {
+                    return Err("boom".into());
+                }
+                return Ok((round * 10.0, String::new()));
+            }
+            Ok((5.0, "note".into()))
+        });
+        // Runtimes alternate within each round.
+        assert_eq!(calls, [Imp::WeftUring, Imp::TokioCt].repeat(3));
+        assert_eq!(out[0].value, Some(5.0));
+        assert!(
+            out[0].note.contains("median of 3 rounds"),
+            "{}",
+            out[0].note
+        );
+        // Rounds 1 and 3 succeeded (10 and 30): their median is 20.
+        assert_eq!(out[1].value, Some(20.0));
+        assert!(
+            out[1].note.contains("failed in a round: boom"),
+            "{}",
+            out[1].note
+        );
+    }
+}
