@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::report::{Imp, Measure, Work};
-use crate::runner::{interleaved, Server};
+use crate::runner::{interleaved_with, Server};
 use crate::Opts;
 
 const CLIENTS: usize = 32;
@@ -23,14 +23,25 @@ pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
         Imp::TokioMt,
         Imp::May,
     ];
-    out.extend(interleaved(Work::Echo, &imps, opts.rounds, |imp| {
-        let server = Server::start("echo", imp.key())?;
-        let (rate, cpu) = load(server.port, opts.load(), || server.cpu_time())?;
-        Ok((
-            rate,
-            cpu.map_or(String::new(), |c| format!("server CPU {:.0}%", c * 100.0)),
-        ))
-    }));
+    out.extend(interleaved_with(
+        Work::Echo,
+        Some(Work::EchoCpu),
+        &imps,
+        opts.rounds,
+        |imp| {
+            let server = Server::start("echo", imp.key())?;
+            let (rate, cpu) = load(server.port, opts.load(), || server.cpu_time())?;
+            let note = cpu.map_or(String::new(), |c| format!("server CPU {:.0}%", c * 100.0));
+            Ok((rate, cpu.map(|c| cpu_per_op(c, rate)), note))
+        },
+    ));
+}
+
+/// The server's CPU time per operation in µs, from its CPU share (1.0 =
+/// one core busy) and the rate: a cost that, unlike the rate, hardly
+/// depends on whether the server or the load generator was the bottleneck.
+pub fn cpu_per_op(share: f64, rate: f64) -> f64 {
+    share / rate.max(1e-9) * 1e6
 }
 
 /// Runs the 32 clients against `port` for `dur` (after a short warm-up);

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use crate::echo::announce;
+use crate::echo::{announce, cpu_per_op};
 use crate::report::{Imp, Measure, Work};
-use crate::runner::{interleaved, Server};
+use crate::runner::{interleaved_with, Server};
 use crate::Opts;
 
 const RESPONSE: &str =
@@ -31,30 +31,36 @@ pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
         Imp::TokioMt,
         Imp::May,
     ];
-    out.extend(interleaved(Work::Http, &imps, opts.rounds, |imp| {
-        let server = Server::start("http", imp.key())?;
-        let c0 = server.cpu_time();
-        let t0 = Instant::now();
-        let rate = if wrk {
-            run_wrk(server.port, opts.load())
-        } else {
-            builtin_load(server.port, opts.load())
-        }?;
-        let share = match (c0, server.cpu_time()) {
-            (Some(a), Some(b)) => Some((b - a).as_secs_f64() / t0.elapsed().as_secs_f64()),
-            _ => None,
-        };
-        let note = format!(
-            "{}{}",
-            if wrk {
-                "wrk"
+    out.extend(interleaved_with(
+        Work::Http,
+        Some(Work::HttpCpu),
+        &imps,
+        opts.rounds,
+        |imp| {
+            let server = Server::start("http", imp.key())?;
+            let c0 = server.cpu_time();
+            let t0 = Instant::now();
+            let rate = if wrk {
+                run_wrk(server.port, opts.load())
             } else {
-                "built-in load generator"
-            },
-            share.map_or(String::new(), |c| format!(", server CPU {:.0}%", c * 100.0))
-        );
-        Ok((rate, note))
-    }));
+                builtin_load(server.port, opts.load())
+            }?;
+            let share = match (c0, server.cpu_time()) {
+                (Some(a), Some(b)) => Some((b - a).as_secs_f64() / t0.elapsed().as_secs_f64()),
+                _ => None,
+            };
+            let note = format!(
+                "{}{}",
+                if wrk {
+                    "wrk"
+                } else {
+                    "built-in load generator"
+                },
+                share.map_or(String::new(), |c| format!(", server CPU {:.0}%", c * 100.0))
+            );
+            Ok((rate, share.map(|c| cpu_per_op(c, rate)), note))
+        },
+    ));
 }
 
 /// `wrk -t1 -c64 -dNs`: requests per second from its summary.

@@ -16,21 +16,25 @@ pub enum Work {
     Stream1,
     Stream64,
     Echo,
+    EchoCpu,
     Http,
+    HttpCpu,
     Files,
     ParkedTime,
     ParkedMem,
 }
 
 /// Every workload, in table order.
-pub const WORKS: [Work; 10] = [
+pub const WORKS: [Work; 12] = [
     Work::Yield,
     Work::Spawn,
     Work::Promise,
     Work::Stream1,
     Work::Stream64,
     Work::Echo,
+    Work::EchoCpu,
     Work::Http,
+    Work::HttpCpu,
     Work::Files,
     Work::ParkedTime,
     Work::ParkedMem,
@@ -45,7 +49,9 @@ impl Work {
             Work::Stream1 => "stream1",
             Work::Stream64 => "stream64",
             Work::Echo => "echo",
+            Work::EchoCpu => "echo-cpu",
             Work::Http => "http",
+            Work::HttpCpu => "http-cpu",
             Work::Files => "files",
             Work::ParkedTime => "parked-time",
             Work::ParkedMem => "parked-mem",
@@ -64,7 +70,9 @@ impl Work {
             Work::Stream1 => "stream, cap 1",
             Work::Stream64 => "stream, cap 64",
             Work::Echo => "TCP echo, 32 clients x 64 B",
+            Work::EchoCpu => "TCP echo: server CPU per trip",
             Work::Http => "HTTP hello, -t1 -c64",
+            Work::HttpCpu => "HTTP hello: server CPU per req",
             Work::Files => "random 4 KiB reads, 64 readers",
             Work::ParkedTime => "parked tasks: spawn + finish",
             Work::ParkedMem => "parked tasks: resident memory",
@@ -80,7 +88,9 @@ impl Work {
             Work::Stream1 => "stream 1",
             Work::Stream64 => "stream 64",
             Work::Echo => "TCP echo",
+            Work::EchoCpu => "echo CPU",
             Work::Http => "HTTP",
+            Work::HttpCpu => "HTTP CPU",
             Work::Files => "file reads",
             Work::ParkedTime => "parked time",
             Work::ParkedMem => "parked mem",
@@ -94,6 +104,7 @@ impl Work {
             Work::Promise => "ns/trip",
             Work::Stream1 | Work::Stream64 => "ns/item",
             Work::Echo => "trips/s",
+            Work::EchoCpu | Work::HttpCpu => "µs CPU/op",
             Work::Http => "req/s",
             Work::Files => "reads/s",
             Work::ParkedTime => "s",
@@ -128,6 +139,7 @@ impl Work {
             Work::Files => 87_000.0,
             Work::ParkedTime => 1.4,
             Work::ParkedMem => 464.0,
+            Work::EchoCpu | Work::HttpCpu => return None,
         })
     }
 

@@ -279,37 +279,49 @@ pub fn interleaved(
     rounds: usize,
     mut one: impl FnMut(Imp) -> Result<(f64, String), String>,
 ) -> Vec<Measure> {
+    interleaved_with(work, None, imps, rounds, |imp| {
+        one(imp).map(|(v, note)| (v, None, note))
+    })
+}
+
+/// Like [`interleaved`], where each run may also give a figure of a second
+/// workload `also` (the server's CPU time per operation), reported as its
+/// own row, median over rounds too.
+pub fn interleaved_with(
+    work: Work,
+    also: Option<Work>,
+    imps: &[Imp],
+    rounds: usize,
+    mut one: impl FnMut(Imp) -> Result<(f64, Option<f64>, String), String>,
+) -> Vec<Measure> {
     let rounds = rounds.max(1);
     let mut got: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
+    let mut extra: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
     let mut notes = vec![String::new(); imps.len()];
     let mut errors: Vec<Option<String>> = vec![None; imps.len()];
     for round in 1..=rounds {
         for (i, &imp) in imps.iter().enumerate() {
             let r = one(imp);
-            let m = Measure {
-                work,
-                imp,
-                value: r.as_ref().ok().map(|(v, _)| *v),
-                note: match &r {
-                    Ok((_, n)) => n.clone(),
-                    Err(e) => e.clone(),
-                },
-            };
             if rounds > 1 {
-                m.print_line_round(round, rounds);
+                Measure {
+                    work,
+                    imp,
+                    value: r.as_ref().ok().map(|(v, _, _)| *v),
+                    note: r.as_ref().err().cloned().unwrap_or_default(),
+                }
+                .print_line_round(round, rounds);
             }
             match r {
-                Ok((v, n)) => {
+                Ok((v, x, n)) => {
                     got[i].push(v);
+                    extra[i].extend(x);
                     notes[i] = n;
                 }
                 Err(e) => errors[i] = Some(e),
             }
         }
     }
-    let mut out = Vec::new();
-    for (i, &imp) in imps.iter().enumerate() {
-        let mut v = got[i].clone();
+    let summarise = |work: Work, v: &mut Vec<f64>, last_note: &str, error: &Option<String>| {
         v.sort_by(f64::total_cmp);
         let mut note = Vec::new();
         if v.len() > 1 {
@@ -320,20 +332,38 @@ pub fn interleaved(
                 crate::report::fmt_value(v[v.len() - 1], work)
             ));
         }
-        if !notes[i].is_empty() {
-            note.push(notes[i].clone());
+        if !last_note.is_empty() {
+            note.push(last_note.to_owned());
         }
-        if let Some(e) = &errors[i] {
+        if let Some(e) = error {
             note.push(format!("failed in a round: {e}"));
         }
+        (median(v), note.join("; "))
+    };
+    let mut out = Vec::new();
+    for (i, &imp) in imps.iter().enumerate() {
+        let (value, note) = summarise(work, &mut got[i], &notes[i], &errors[i]);
         let m = Measure {
             work,
             imp,
-            value: median(&v),
-            note: note.join("; "),
+            value,
+            note,
         };
         m.print_line();
         out.push(m);
+    }
+    if let Some(also) = also {
+        for (i, &imp) in imps.iter().enumerate() {
+            let (value, note) = summarise(also, &mut extra[i], "", &errors[i]);
+            let m = Measure {
+                work: also,
+                imp,
+                value,
+                note,
+            };
+            m.print_line();
+            out.push(m);
+        }
     }
     out
 }
