@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use crate::report::{speedup, Imp, Measure, Target, Work, IMPS, WORKS};
 
-const W: f64 = 980.0;
+/// Width of one group of bars (one workload); the chart is as wide as it needs.
+const GROUP_W: f64 = 96.0;
 const H: f64 = 460.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
@@ -41,15 +42,16 @@ pub fn svg(all: &[Measure]) -> String {
     let lo = ratios.iter().copied().fold(0.5f64, f64::min).max(1e-3);
     let hi = ratios.iter().copied().chain(targets).fold(2.0f64, f64::max);
     let (dmin, dmax) = (lo.log10().floor(), hi.log10().ceil());
+    let w = (LEFT + RIGHT + GROUP_W * works.len() as f64).max(720.0);
     let plot_h = H - TOP - BOTTOM;
     let y = |r: f64| TOP + (dmax - r.log10()) / (dmax - dmin) * plot_h;
 
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{H}" viewBox="0 0 {w} {H}" font-family="sans-serif" font-size="11">"##
     );
-    let _ = writeln!(s, r##"<rect width="{W}" height="{H}" fill="white"/>"##);
+    let _ = writeln!(s, r##"<rect width="{w}" height="{H}" fill="white"/>"##);
     let _ = writeln!(
         s,
         r##"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">Speed-up over tokio current_thread (log scale; above the line = faster / smaller)</text>"##
@@ -91,7 +93,7 @@ pub fn svg(all: &[Measure]) -> String {
             let _ = writeln!(
                 s,
                 r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{stroke}" stroke-width="{width}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}×</text>"##,
-                W - RIGHT,
+                w - RIGHT,
                 LEFT - 6.0,
                 yy + 4.0,
                 trim(r)
@@ -99,7 +101,7 @@ pub fn svg(all: &[Measure]) -> String {
         }
         d += 1.0;
     }
-    let group_w = (W - LEFT - RIGHT) / works.len().max(1) as f64;
+    let group_w = GROUP_W;
     let bar_w = ((group_w - 16.0) / imps.len().max(1) as f64).min(26.0);
     for (gi, work) in works.iter().enumerate() {
         let gx = LEFT + gi as f64 * group_w;

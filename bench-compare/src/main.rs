@@ -15,6 +15,7 @@ mod micro;
 mod parked;
 mod report;
 mod runner;
+mod saved;
 
 use std::time::Duration;
 
@@ -44,11 +45,13 @@ pub struct Opts {
     pub parked: usize,
     /// Where the data file goes.
     pub data_dir: std::path::PathBuf,
+    /// Measure nothing: report the last run again (`--redraw`).
+    pub redraw: bool,
 }
 
 const USAGE: &str = "\
 usage: bench-compare/run [--quick] [--only LIST] [--write-doc [DOC_DIR]] [--secs S] [--reps N]
-                        [--rounds R] [--file-mib M] [--parked N] [--data-dir DIR]
+                        [--rounds R] [--file-mib M] [--parked N] [--data-dir DIR] [--redraw]
 
 Runs each workload on weft (io_uring and POSIX backends), tokio (current_thread;
 multi_thread with 2 workers on the servers) and may (1 worker), in one run, and
@@ -66,6 +69,9 @@ prints figures and the speed-up of each against tokio current_thread.
   --file-mib M     size of the random-read file (default 1024, quick 256)
   --parked N       fibers/tasks in the parked workload (default 1000000, quick 200000)
   --data-dir DIR   where to put the data file (default: bench-compare/target/bench-data)
+  --redraw         measure nothing: print the last run's table again (and, with
+                   --write-doc, rewrite the doc and chart from it); every run is
+                   saved in bench-compare/target/last-run.tsv
 
 The HTTP workload uses wrk (apt-get install -y wrk) when it is on PATH, else a
 built-in keep-alive load generator (64 blocking connections).";
@@ -82,6 +88,7 @@ fn parse_opts() -> Opts {
         file_mib: 0,
         parked: 0,
         data_dir: manifest.join("target").join("bench-data"),
+        redraw: false,
     };
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
@@ -91,6 +98,7 @@ fn parse_opts() -> Opts {
         };
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--redraw" => o.redraw = true,
             "--only" => o.only = value("--only").split(',').map(str::to_owned).collect(),
             "--write-doc" => {
                 o.write_doc = Some(match args.peek() {
@@ -166,29 +174,23 @@ fn main() {
         std::process::exit(runner::child_main(&argv[2..]));
     }
     let opts = parse_opts();
-    report::PARKED_N.store(opts.parked, std::sync::atomic::Ordering::Relaxed);
-    let started = std::time::Instant::now();
-    report::print_machine();
-    let mut results: Vec<Measure> = Vec::new();
-    micro::run_all(&opts, &mut results);
-    if opts.wants("echo", "echo") {
-        echo::run_all(&opts, &mut results);
-    }
-    if opts.wants("http", "http") {
-        http::run_all(&opts, &mut results);
-    }
-    if opts.wants("files", "files") {
-        files::run_all(&opts, &mut results);
-    }
-    if opts.wants("parked", "parked") {
-        parked::run_all(&opts, &mut results);
-    }
-    let elapsed = started.elapsed();
+    let (info, results) = if opts.redraw {
+        match saved::load(&saved::path()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("bench-compare: --redraw: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        measure(&opts)
+    };
+    report::PARKED_N.store(info.parked, std::sync::atomic::Ordering::Relaxed);
     println!();
     report::print_table(&results);
-    println!("\nwhole run: {:.0} s", elapsed.as_secs_f64());
+    println!("\nwhole run: {:.0} s", info.elapsed_s);
     if let Some(dir) = &opts.write_doc {
-        match report::write_doc(dir, &opts, &results, elapsed) {
+        match report::write_doc(dir, &info, &results) {
             Ok(()) => println!(
                 "wrote {0}/benchmarks.md (results section) and {0}/benchmarks.svg",
                 dir.display()
@@ -199,4 +201,30 @@ fn main() {
             }
         }
     }
+}
+
+/// Runs the selected workloads; saves and returns the figures.
+fn measure(opts: &Opts) -> (report::RunInfo, Vec<Measure>) {
+    report::PARKED_N.store(opts.parked, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    report::print_machine();
+    let mut results: Vec<Measure> = Vec::new();
+    micro::run_all(opts, &mut results);
+    if opts.wants("echo", "echo") {
+        echo::run_all(opts, &mut results);
+    }
+    if opts.wants("http", "http") {
+        http::run_all(opts, &mut results);
+    }
+    if opts.wants("files", "files") {
+        files::run_all(opts, &mut results);
+    }
+    if opts.wants("parked", "parked") {
+        parked::run_all(opts, &mut results);
+    }
+    let info = report::RunInfo::current(opts, started.elapsed());
+    if let Err(e) = saved::save(&saved::path(), &info, &results) {
+        eprintln!("bench-compare: could not save the run: {e}");
+    }
+    (info, results)
 }
