@@ -201,7 +201,8 @@ fn trim(r: f64) -> String {
 fn short_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.0}")
-    } else if r < 0.1 {
+    } else if r < 0.1 || (0.9..1.1).contains(&r) {
+        // Near 1× one decimal would hide which side of the line it is.
         format!("{r:.2}")
     } else {
         format!("{r:.1}")
