@@ -8,6 +8,7 @@
 //! Servers are children too; the load generators run here.
 
 mod chart;
+mod doc;
 mod echo;
 mod files;
 mod http;
@@ -57,7 +58,7 @@ Runs each workload on weft (io_uring and POSIX backends), tokio (current_thread;
 multi_thread with 2 workers on the servers) and may (1 worker), in one run, and
 prints figures and the speed-up of each against tokio current_thread.
 
-  --quick          short runs, smaller sizes (~1 minute)
+  --quick          one round, short runs, smaller sizes (under a minute)
   --only LIST      comma-separated groups or workloads:
                    micro (yield, spawn, promise, stream), echo, http, files, parked
   --write-doc DIR  rewrite the generated section of DIR/benchmarks.md and
@@ -190,7 +191,7 @@ fn main() {
     report::print_table(&results);
     println!("\nwhole run: {:.0} s", info.elapsed_s);
     if let Some(dir) = &opts.write_doc {
-        match report::write_doc(dir, &info, &results) {
+        match doc::write_doc(dir, &info, &results) {
             Ok(()) => println!(
                 "wrote {0}/benchmarks.md (results section) and {0}/benchmarks.svg",
                 dir.display()
@@ -204,10 +205,10 @@ fn main() {
 }
 
 /// Runs the selected workloads; saves and returns the figures.
-fn measure(opts: &Opts) -> (report::RunInfo, Vec<Measure>) {
+fn measure(opts: &Opts) -> (doc::RunInfo, Vec<Measure>) {
     report::PARKED_N.store(opts.parked, std::sync::atomic::Ordering::Relaxed);
     let started = std::time::Instant::now();
-    report::print_machine();
+    doc::print_machine();
     let mut results: Vec<Measure> = Vec::new();
     micro::run_all(opts, &mut results);
     if opts.wants("echo", "echo") {
@@ -222,7 +223,7 @@ fn measure(opts: &Opts) -> (report::RunInfo, Vec<Measure>) {
     if opts.wants("parked", "parked") {
         parked::run_all(opts, &mut results);
     }
-    let info = report::RunInfo::current(opts, started.elapsed());
+    let info = doc::RunInfo::current(opts, started.elapsed());
     if let Err(e) = saved::save(&saved::path(), &info, &results) {
         eprintln!("bench-compare: could not save the run: {e}");
     }

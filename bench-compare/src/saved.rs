@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::report::{Imp, Measure, RunInfo, Work};
+use crate::doc::RunInfo;
+use crate::report::{Imp, Measure, Work};
 
 /// Where the last run is saved.
 pub fn path() -> PathBuf {
