@@ -48,6 +48,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod copy;
 mod driver;
 mod fs;
 mod net;
