@@ -12,10 +12,10 @@
 //! other. Otherwise (a file sent to a socket, a socket written to a file)
 //! the bytes go through an intermediate pipe of this copy: a *fill* splices
 //! a chunk from the source into it, then *drains* splice the chunk on to
-//! the sink until it is empty. Before a fill or drain on a socket or pipe,
-//! a poll waits for it to be ready, so that the splice — which the kernel
-//! runs on one of its worker threads, where it may block — does not park a
-//! worker on an idle connection.
+//! the sink until it is empty. Before a splice reads a socket or pipe (or
+//! writes one), a poll waits for it to be readable (writable), so that the
+//! splice — which the kernel runs on one of its worker threads, where it
+//! may block — does not park a worker on an idle connection.
 //!
 //! Files use (and advance) the position this backend keeps for them in
 //! user space, at explicit offsets; the copy holds the file's turn at the
@@ -261,6 +261,7 @@ impl Copier<'_> {
             let _dst_turn = dst.turn()?;
             let (off_in, off_out) = (src.offset()?, dst.offset()?);
             Self::ready(src, libc::POLLIN)?;
+            Self::ready(dst, libc::POLLOUT)?;
             let r = src.fd().splice_to(off_in, dst.fd(), off_out, DIRECT_CHUNK);
             let (n, cancelled) = match r {
                 Ok(r) => r,
