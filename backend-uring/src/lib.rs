@@ -19,7 +19,9 @@
 //!   (`fs` and `cwd`) and child processes (waited for through pidfds polled
 //!   on the ring), all through the ring; domains (each a new thread with
 //!   its own ring), the kernel's random generator and the standard
-//!   streams.
+//!   streams. `flow::copy` between two of this backend's files, sockets or
+//!   pipes moves the bytes with `IORING_OP_SPLICE` (see `copy` in the
+//!   source; [`RingStats::spliced_bytes`] counts them).
 //!
 //! Every capability of the [`Env`] runs on io_uring
 //! ([`MISSING_CAPABILITIES`] is empty), so `weft::run` chooses this backend
