@@ -19,7 +19,12 @@
 //!
 //! Files use (and advance) the position this backend keeps for them in
 //! user space, at explicit offsets; the copy holds the file's turn at the
-//! position for each chunk, so fibers sharing the file see whole chunks.
+//! position for each chunk, so fibers sharing the file see whole chunks
+//! (with two files, both turns, always taken in the same order).
+//!
+//! Because every splice is a round trip to a kernel worker thread, a
+//! regular file with less than 64 KiB left to copy goes through a buffer:
+//! one read and one write, done inline, are cheaper.
 //!
 //! # What a cancelled or failed copy keeps
 //!
@@ -89,12 +94,12 @@ impl<'a> End<'a> {
         }
     }
 
-    /// Whether this end is a pipe (a FIFO opened as a file is one too; it
+    /// What kind of fd this end is (a FIFO opened as a file is a pipe; it
     /// then uses the kernel's position from now on).
-    fn is_pipe(self) -> Result<bool> {
+    fn kind(self) -> Result<Kind> {
         match self {
-            End::Pipe(_) => Ok(true),
-            End::Socket(_) => Ok(false),
+            End::Pipe(_) => Ok(Kind::Pipe),
+            End::Socket(_) => Ok(Kind::Other),
             End::File(f) => {
                 let raw = f.fd().as_raw_fd();
                 // SAFETY: an all-zero `stat` is a valid buffer for fstat.
@@ -105,11 +110,16 @@ impl<'a> End<'a> {
                     return Err(Error::from(std::io::Error::last_os_error())
                         .context("copy: checking the file type"));
                 }
-                let fifo = st.st_mode & libc::S_IFMT == libc::S_IFIFO;
-                if fifo {
-                    f.use_kernel_position();
+                match st.st_mode & libc::S_IFMT {
+                    libc::S_IFIFO => {
+                        f.use_kernel_position();
+                        Ok(Kind::Pipe)
+                    }
+                    libc::S_IFREG => Ok(Kind::Regular {
+                        size: u64::try_from(st.st_size).unwrap_or(0),
+                    }),
+                    _ => Ok(Kind::Other),
                 }
-                Ok(fifo)
             }
         }
     }
@@ -168,6 +178,36 @@ impl<'a> End<'a> {
     }
 }
 
+/// What an end's fd is, as far as the copy cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pipe,
+    /// A regular file of `size` bytes (`0` for most `/proc` files, whatever
+    /// they hold).
+    Regular {
+        size: u64,
+    },
+    Other,
+}
+
+/// Below this many bytes left in a regular file, the copy goes through a
+/// buffer: a read and a write done inline cost less than two splices, which
+/// the kernel always hands to a worker thread (and a pipe to set up).
+const SMALL_FILE: u64 = 64 * 1024;
+
+/// The turns at the position of the file ends, taken in a fixed order (by
+/// fd number) so that two copies between the same two files in opposite
+/// directions cannot each hold one turn and wait for the other.
+fn turns<'a>(src: End<'a>, dst: End<'a>) -> Result<(Option<Permit<'a>>, Option<Permit<'a>>)> {
+    if src.fd().raw() <= dst.fd().raw() {
+        let s = src.turn()?;
+        Ok((s, dst.turn()?))
+    } else {
+        let d = dst.turn()?;
+        Ok((src.turn()?, d))
+    }
+}
+
 /// Whether the kernel refused to splice these fds, so that a buffer must
 /// be used instead.
 fn refused(e: &Error) -> bool {
@@ -199,7 +239,14 @@ pub(crate) fn copy<D: Sink + ?Sized>(src: &dyn Source, dst: &D, dst_end: End<'_>
         src: src_end,
         dst: dst_end,
     };
-    let spliced = if src_end.is_pipe()? || dst_end.is_pipe()? {
+    let src_kind = src_end.kind()?;
+    if let Kind::Regular { size } = src_kind {
+        let left = size.saturating_sub(src_end.offset()?.unwrap_or(0));
+        if left > 0 && left < SMALL_FILE {
+            return Ok(total + copy_with_buffer(src, dst)?);
+        }
+    }
+    let spliced = if src_kind == Kind::Pipe || dst_end.kind()? == Kind::Pipe {
         copier.direct(&mut total)?
     } else {
         copier.through_pipe(&mut total)?
@@ -257,8 +304,7 @@ impl Copier<'_> {
     fn direct(&self, total: &mut u64) -> Result<Spliced> {
         let (src, dst) = (self.src, self.dst);
         loop {
-            let _src_turn = src.turn()?;
-            let _dst_turn = dst.turn()?;
+            let _turns = turns(src, dst)?;
             let (off_in, off_out) = (src.offset()?, dst.offset()?);
             Self::ready(src, libc::POLLIN)?;
             Self::ready(dst, libc::POLLOUT)?;
@@ -291,8 +337,7 @@ impl Copier<'_> {
         let (src, dst) = (self.src, self.dst);
         let pipe = Intermediate::new()?;
         loop {
-            let _src_turn = src.turn()?;
-            let _dst_turn = dst.turn()?;
+            let _turns = turns(src, dst)?;
             let off_in = src.offset()?;
             Self::ready(src, libc::POLLIN)?;
             let r = src.fd().splice_to(off_in, &pipe.w, None, pipe.capacity);

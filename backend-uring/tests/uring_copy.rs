@@ -463,3 +463,43 @@ fn a_splice_blocked_in_a_kernel_worker_is_cancelled() {
         Ok(())
     });
 }
+
+/// A file with little left to copy goes through a buffer (two splices on
+/// kernel workers would cost more), with the same result.
+#[test]
+fn a_small_file_is_copied_through_a_buffer() {
+    let _s = serial();
+    let tmp = Tmp::new("small");
+    let want = data(10_000);
+    run(|env| {
+        let file = tmp.create(env, &want)?;
+        let (a, b) = env.net().socketpair()?;
+        let before = spliced();
+        assert_eq!(flow::copy(&file, &a)?, want.len() as u64);
+        drop(a);
+        assert!(b.read_all_bytes()? == want);
+        assert_eq!(spliced(), before, "not spliced");
+        Ok(())
+    });
+}
+
+/// Copies between two files in both directions at once hold both files'
+/// turns, taken in one order: they finish instead of each holding one turn
+/// and waiting for the other.
+#[test]
+fn copies_between_two_files_in_both_directions_finish() {
+    let _s = serial();
+    let (ta, tb) = (Tmp::new("both-a"), Tmp::new("both-b"));
+    run(|env| {
+        let a = ta.create(env, &data(3 << 20))?;
+        let b = tb.create(env, &data(3 << 20))?;
+        let r = with_timeout(env.mono_clock(), Duration::from_secs(20), || {
+            fiber::both(
+                || flow::copy(&a, &b).map(drop),
+                || flow::copy(&b, &a).map(drop),
+            )
+        });
+        assert!(r.is_ok(), "{r:?}");
+        Ok(())
+    });
+}
