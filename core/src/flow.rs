@@ -58,6 +58,8 @@ pub trait Source {
     /// What this flow is backed by, for a sink of the same backend that can
     /// move bytes from it in the kernel (see [`Backing`]). `None` (the
     /// default) for flows in memory and wrappers that buffer what they read.
+    /// A wrapper may forward its inner flow's backing only if its reads are
+    /// exactly the inner flow's: a sink that splices bypasses `read`.
     fn backing(&self) -> Option<Backing<'_>> {
         None
     }
@@ -241,7 +243,14 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 /// Copies everything from `src` to `dst` until `src` ends; returns the
 /// byte count. This is `dst`'s [`copy_from`](Sink::copy_from): on io_uring,
 /// between two flows backed by file descriptors (files, sockets, pipes) the
-/// bytes move in the kernel (`splice`), otherwise through a buffer.
+/// bytes move in the kernel (`splice`), otherwise through a buffer
+/// ([`copy_with_buffer`]). Files are read and written at their positions,
+/// which advance by the bytes copied.
+///
+/// If the copy fails or is cancelled, the bytes the sink took stay taken.
+/// When splicing, every other byte taken from `src` is given back to it
+/// (its next read returns it); through a buffer, the rest of the chunk
+/// being written is lost (see [`copy_with_buffer`]).
 pub fn copy(src: &(impl Source + ?Sized), dst: &(impl Sink + ?Sized)) -> Result<u64> {
     struct AsDyn<'a, S: ?Sized>(&'a S);
     impl<S: Source + ?Sized> Source for AsDyn<'_, S> {
