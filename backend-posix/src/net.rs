@@ -192,6 +192,15 @@ impl Source for PosixStream {
         }
         self.s.io(Interest::Readable, |mut s| s.read(buf))
     }
+
+    /// One `readv`.
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        self.s
+            .io(Interest::Readable, |mut s| s.read_vectored(&mut *bufs))
+    }
 }
 
 impl Sink for PosixStream {

@@ -338,6 +338,14 @@ impl Source for Pipe {
         }
         self.io(Interest::Readable, |mut f| f.read(buf))
     }
+
+    /// One `readv`.
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        self.io(Interest::Readable, |mut f| f.read_vectored(&mut *bufs))
+    }
 }
 
 impl Sink for Pipe {

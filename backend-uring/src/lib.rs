@@ -19,7 +19,9 @@
 //!   (`fs` and `cwd`) and child processes (waited for through pidfds polled
 //!   on the ring), all through the ring; domains (each a new thread with
 //!   its own ring), the kernel's random generator and the standard
-//!   streams.
+//!   streams. `flow::copy` between two of this backend's files, sockets or
+//!   pipes moves the bytes with `IORING_OP_SPLICE` (see `copy` in the
+//!   source; [`RingStats::spliced_bytes`] counts them).
 //!
 //! Every capability of the [`Env`] runs on io_uring
 //! ([`MISSING_CAPABILITIES`] is empty), so `weft::run` chooses this backend
@@ -48,6 +50,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod copy;
 mod driver;
 mod fs;
 mod net;

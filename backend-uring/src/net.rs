@@ -34,7 +34,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
-use weft_core::flow::{Shutdown, ShutdownKind, Sink, Source};
+use weft_core::flow::{Backing, Shutdown, ShutdownKind, Sink, Source};
 use weft_core::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, NetBackend, StreamImpl};
 use weft_core::{Error, ErrorKind, NetError, Result};
 
@@ -160,13 +160,22 @@ impl ListenerImpl for UringListener {
     }
 }
 
-struct UringStream {
-    fd: Fd,
+pub(crate) struct UringStream {
+    pub(crate) fd: Fd,
 }
 
 impl Source for UringStream {
     fn read(&self, buf: &mut [u8]) -> Result<usize> {
         self.fd.recv(buf)
+    }
+
+    /// One `IORING_OP_READV`.
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        self.fd.read_vectored(bufs)
+    }
+
+    fn backing(&self) -> Option<Backing<'_>> {
+        Some(Backing::new(self))
     }
 }
 
@@ -180,6 +189,12 @@ impl Sink for UringStream {
             return Ok(0);
         }
         self.fd.send_vectored(bufs, None)
+    }
+
+    /// Splices from a file, socket or pipe of this backend (see
+    /// [`copy`](crate::copy)).
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        crate::copy::copy(src, self, crate::copy::End::Socket(&self.fd))
     }
 }
 

@@ -38,6 +38,8 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::PollAdd::CODE, "POLL_ADD"),
     (opcode::Writev::CODE, "WRITEV"),
+    (opcode::Readv::CODE, "READV"),
+    (opcode::Splice::CODE, "SPLICE"),
     (opcode::OpenAt::CODE, "OPENAT"),
     (opcode::OpenAt2::CODE, "OPENAT2"),
     (opcode::Statx::CODE, "STATX"),

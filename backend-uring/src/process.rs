@@ -38,7 +38,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Child as StdChild;
 use std::time::Duration;
 
-use weft_core::flow::{Sink, Source};
+use weft_core::flow::{Backing, Sink, Source};
 use weft_core::process::{
     ChildImpl, Command, ExitStatus, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned,
     SIGKILL,
@@ -220,13 +220,22 @@ impl Drop for UringChild {
 }
 
 /// The parent's end of a pipe to or from a child.
-struct Pipe {
-    fd: Fd,
+pub(crate) struct Pipe {
+    pub(crate) fd: Fd,
 }
 
 impl Source for Pipe {
     fn read(&self, buf: &mut [u8]) -> Result<usize> {
         self.fd.read(buf)
+    }
+
+    /// One `IORING_OP_READV`.
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        self.fd.read_vectored(bufs)
+    }
+
+    fn backing(&self) -> Option<Backing<'_>> {
+        Some(Backing::new(self))
     }
 }
 
@@ -237,6 +246,12 @@ impl Sink for Pipe {
 
     fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
         self.fd.write_vectored_at(bufs, u64::MAX)
+    }
+
+    /// Splices from a file, socket or pipe of this backend (see
+    /// [`copy`](crate::copy)).
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        crate::copy::copy(src, self, crate::copy::End::Pipe(&self.fd))
     }
 }
 

@@ -104,6 +104,11 @@ pub struct RingStats {
     pub completions: u64,
     /// Operations in flight right now.
     pub in_flight: usize,
+    /// `IORING_OP_SPLICE` operations that moved bytes (how a test tells
+    /// that `flow::copy` moved them in the kernel).
+    pub splices: u64,
+    /// Bytes those splices moved.
+    pub spliced_bytes: u64,
 }
 
 struct Pending {
@@ -196,6 +201,13 @@ impl Ring {
         // SAFETY: forwarded from our caller.
         unsafe { inner.push_entry(&sqe.user_data(key)) };
         key
+    }
+
+    /// Counts a splice that moved `bytes`.
+    pub(crate) fn count_splice(&self, bytes: u64) {
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.splices += 1;
+        inner.stats.spliced_bytes += bytes;
     }
 
     /// Asks the kernel to cancel the operation `key`. Its own completion

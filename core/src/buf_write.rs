@@ -68,8 +68,9 @@ use crate::switch::{ForkOptions, Switch};
 /// The default size of the buffer collecting writes: 4 KiB.
 pub const DEFAULT_INITIAL_SIZE: usize = 4096;
 
-/// At most this many buffers go into one vectored write.
-const MAX_IOVECS: usize = 64;
+/// At most this many buffers go into one vectored write: `IOV_MAX` on
+/// Linux and the BSDs, beyond which `writev`/`sendmsg` refuse the call.
+const MAX_IOVECS: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {

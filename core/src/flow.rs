@@ -20,6 +20,7 @@
 //! .unwrap();
 //! ```
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::io;
 
@@ -41,6 +42,27 @@ pub trait Source {
     /// Reads at least one byte into `buf` (unless `buf` is empty), waiting
     /// if none is available yet. `Ok(0)` means end of stream.
     fn read(&self, buf: &mut [u8]) -> Result<usize>;
+
+    /// Reads into several buffers, filling them in order, as one operation
+    /// where the flow can (`readv`); returns the bytes read, `Ok(0)` at end
+    /// of stream. Like [`read`](Source::read), it may return fewer bytes
+    /// than the buffers hold. The default reads into the first non-empty
+    /// buffer.
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        match bufs.iter_mut().find(|b| !b.is_empty()) {
+            Some(b) => self.read(b),
+            None => Ok(0),
+        }
+    }
+
+    /// What this flow is backed by, for a sink of the same backend that can
+    /// move bytes from it in the kernel (see [`Backing`]). `None` (the
+    /// default) for flows in memory and wrappers that buffer what they read.
+    /// A wrapper may forward its inner flow's backing only if its reads are
+    /// exactly the inner flow's: a sink that splices bypasses `read`.
+    fn backing(&self) -> Option<Backing<'_>> {
+        None
+    }
 
     /// Fills `buf` completely, or fails with `EndOfFile` (keeping what was
     /// read in `buf`).
@@ -108,19 +130,59 @@ pub trait Sink {
     }
 
     /// Copies everything from `src` until its end; returns the byte count.
-    /// Flows backed by file descriptors override this to splice in the
-    /// kernel where they can.
+    /// The default is [`copy_with_buffer`]. Flows backed by file
+    /// descriptors override this to move the bytes in the kernel when
+    /// `src`'s [`backing`](Source::backing) is one of their own backend's
+    /// (io_uring splices), falling back to `copy_with_buffer` otherwise.
     fn copy_from(&self, src: &dyn Source) -> Result<u64> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = src.read(&mut buf)?;
-            if n == 0 {
-                return Ok(total);
-            }
-            self.write_all(&buf[..n])?;
-            total += n as u64;
+        copy_with_buffer(src, self)
+    }
+}
+
+/// The generic copy: reads `src` into a 64 KiB buffer and writes each
+/// chunk to `dst` in full, until `src` ends; returns the byte count.
+///
+/// If it fails or is cancelled while writing a chunk, the part of that
+/// chunk `dst` did not take is lost (it was read from `src`); sinks that
+/// splice in the kernel give such bytes back to their source instead.
+pub fn copy_with_buffer(src: &(impl Source + ?Sized), dst: &(impl Sink + ?Sized)) -> Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
         }
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// An opaque view of the object behind a [`Source`], given by
+/// [`Source::backing`]: a sink that recognises the concrete type (a socket,
+/// pipe or file of its own backend) may move bytes from it without passing
+/// them through user memory. Only backends create and inspect it; to
+/// everyone else it is opaque, so no backend type shows in weft's API.
+#[derive(Clone, Copy)]
+pub struct Backing<'a> {
+    flow: &'a dyn Any,
+}
+
+impl<'a> Backing<'a> {
+    /// The backing of a backend's own flow object.
+    pub fn new<T: Any>(flow: &'a T) -> Backing<'a> {
+        Backing { flow }
+    }
+
+    /// The flow object, if it is a `T`.
+    pub fn downcast<T: Any>(self) -> Option<&'a T> {
+        self.flow.downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for Backing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backing(..)")
     }
 }
 
@@ -133,6 +195,12 @@ pub trait Shutdown {
 impl<S: Source + ?Sized> Source for &S {
     fn read(&self, buf: &mut [u8]) -> Result<usize> {
         (**self).read(buf)
+    }
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        (**self).read_vectored(bufs)
+    }
+    fn backing(&self) -> Option<Backing<'_>> {
+        (**self).backing()
     }
 }
 
@@ -152,6 +220,12 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn read(&self, buf: &mut [u8]) -> Result<usize> {
         (**self).read(buf)
     }
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        (**self).read_vectored(bufs)
+    }
+    fn backing(&self) -> Option<Backing<'_>> {
+        (**self).backing()
+    }
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -166,12 +240,28 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
 }
 
-/// Copies everything from `src` to `dst` until `src` ends.
+/// Copies everything from `src` to `dst` until `src` ends; returns the
+/// byte count. This is `dst`'s [`copy_from`](Sink::copy_from): on io_uring,
+/// between two flows backed by file descriptors (files, sockets, pipes) the
+/// bytes move in the kernel (`splice`), otherwise through a buffer
+/// ([`copy_with_buffer`]). Files are read and written at their positions,
+/// which advance by the bytes copied.
+///
+/// If the copy fails or is cancelled, the bytes the sink took stay taken.
+/// When splicing, every other byte taken from `src` is given back to it
+/// (its next read returns it); through a buffer, the rest of the chunk
+/// being written is lost (see [`copy_with_buffer`]).
 pub fn copy(src: &(impl Source + ?Sized), dst: &(impl Sink + ?Sized)) -> Result<u64> {
     struct AsDyn<'a, S: ?Sized>(&'a S);
     impl<S: Source + ?Sized> Source for AsDyn<'_, S> {
         fn read(&self, buf: &mut [u8]) -> Result<usize> {
             self.0.read(buf)
+        }
+        fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+            self.0.read_vectored(bufs)
+        }
+        fn backing(&self) -> Option<Backing<'_>> {
+            self.0.backing()
         }
     }
     dst.copy_from(&AsDyn(src))
@@ -204,6 +294,14 @@ impl Source for StringSource {
         buf[..n].copy_from_slice(&self.data[pos..pos + n]);
         self.pos.set(pos + n);
         Ok(n)
+    }
+
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        let mut total = 0;
+        for b in bufs.iter_mut() {
+            total += self.read(b)?;
+        }
+        Ok(total)
     }
 }
 
@@ -258,6 +356,9 @@ pub struct IoReader<S>(pub S);
 impl<S: Source> io::Read for IoReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Ok(self.0.read(buf)?)
+    }
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        Ok(self.0.read_vectored(bufs)?)
     }
 }
 

@@ -163,6 +163,20 @@ impl Source for MemFile {
         }
         Ok(n)
     }
+
+    /// Fills the buffers in order, as one `readv` of a regular file does
+    /// (up to the end of the file).
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        let mut total = 0;
+        for b in bufs.iter_mut().filter(|b| !b.is_empty()) {
+            let n = self.read(b)?;
+            total += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(total)
+    }
 }
 
 impl Sink for MemFile {

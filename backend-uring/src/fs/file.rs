@@ -33,7 +33,7 @@ use std::cell::Cell;
 use std::io::{self, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 
-use weft_core::flow::{Sink, Source};
+use weft_core::flow::{Backing, Sink, Source};
 use weft_core::fs::{FileImpl, Stat};
 use weft_core::sync::{Permit, Semaphore};
 use weft_core::{Error, ErrorKind, Result};
@@ -42,7 +42,7 @@ use super::sys;
 use crate::ops::Fd;
 
 /// The offset that asks the kernel to use (and move) the fd's position.
-const KERNEL_POS: u64 = u64::MAX;
+pub(crate) const KERNEL_POS: u64 = u64::MAX;
 
 pub(crate) struct UringFile {
     fd: Fd,
@@ -74,8 +74,25 @@ impl UringFile {
     }
 
     /// Waits for this fiber's turn to use the position.
-    fn turn(&self) -> Result<Permit<'_>> {
+    pub(crate) fn turn(&self) -> Result<Permit<'_>> {
         self.turn.acquire_permit()
+    }
+
+    /// The fd, for splicing ([`copy`](crate::copy)).
+    pub(crate) fn fd(&self) -> &Fd {
+        &self.fd
+    }
+
+    /// True if writes go to the end of the file (`O_APPEND`).
+    pub(crate) fn appends(&self) -> bool {
+        self.append
+    }
+
+    /// From now on, use the kernel's position (a pipe or another device
+    /// that cannot seek).
+    pub(crate) fn use_kernel_position(&self) {
+        self.stream.set(true);
+        self.pos.set(None);
     }
 
     /// The position, asking the kernel if it holds it.
@@ -87,8 +104,8 @@ impl UringFile {
     }
 
     /// Where a transfer at the position goes: an explicit offset, or the
-    /// kernel's position.
-    fn offset(&self) -> Result<u64> {
+    /// kernel's position ([`KERNEL_POS`]).
+    pub(crate) fn offset(&self) -> Result<u64> {
         if self.stream.get() {
             return Ok(KERNEL_POS);
         }
@@ -96,7 +113,7 @@ impl UringFile {
     }
 
     /// Records that `n` bytes were transferred at `offset`.
-    fn advance(&self, offset: u64, n: usize) {
+    pub(crate) fn advance(&self, offset: u64, n: usize) {
         if offset == KERNEL_POS {
             self.pos.set(None);
         } else {
@@ -109,8 +126,7 @@ impl UringFile {
     fn transfer<T>(&self, offset: u64, mut f: impl FnMut(u64) -> Result<T>) -> Result<(T, u64)> {
         match f(offset) {
             Err(e) if e.raw_os_error() == Some(libc::ESPIPE) && offset != KERNEL_POS => {
-                self.stream.set(true);
-                self.pos.set(None);
+                self.use_kernel_position();
                 Ok((f(KERNEL_POS)?, KERNEL_POS))
             }
             r => Ok((r?, offset)),
@@ -154,8 +170,7 @@ impl Source for UringFile {
         let offset = self.position()?;
         let (n, cancelled) = match self.fd.read_at_reporting(buf, offset) {
             Err(e) if e.raw_os_error() == Some(libc::ESPIPE) => {
-                self.stream.set(true);
-                self.pos.set(None);
+                self.use_kernel_position();
                 return self.fd.read(buf);
             }
             r => r?,
@@ -166,6 +181,35 @@ impl Source for UringFile {
         }
         self.advance(offset, n);
         Ok(n)
+    }
+
+    /// As `read`, with one `IORING_OP_READV`.
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        let _turn = self.turn()?;
+        if self.stream.get() {
+            return self.fd.read_vectored(bufs);
+        }
+        let offset = self.position()?;
+        let (n, cancelled) = match self.fd.read_vectored_at_reporting(bufs, offset) {
+            Err(e) if e.raw_os_error() == Some(libc::ESPIPE) => {
+                self.use_kernel_position();
+                return self.fd.read_vectored(bufs);
+            }
+            r => r?,
+        };
+        if let Some(why) = cancelled {
+            // The position stays: the bytes are read again next time.
+            return Err(Error::cancelled(why));
+        }
+        self.advance(offset, n);
+        Ok(n)
+    }
+
+    fn backing(&self) -> Option<Backing<'_>> {
+        Some(Backing::new(self))
     }
 }
 
@@ -183,6 +227,12 @@ impl Sink for UringFile {
             return Ok(0);
         }
         self.write_with(|at| self.fd.write_vectored_at(bufs, at))
+    }
+
+    /// Splices from a file, socket or pipe of this backend (see
+    /// [`copy`](crate::copy)).
+    fn copy_from(&self, src: &dyn Source) -> Result<u64> {
+        crate::copy::copy(src, self, crate::copy::End::File(self))
     }
 }
 

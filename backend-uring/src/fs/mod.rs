@@ -55,7 +55,7 @@ use weft_core::fs::resolve::{self as shared, not_cancelled};
 use weft_core::fs::{tree, Create, Dir, DirBackend, FileImpl, OpenOut, Stat};
 use weft_core::Result;
 
-mod file;
+pub(crate) mod file;
 mod resolve;
 mod sys;
 

@@ -42,7 +42,7 @@ use super::{closed_error, FdRef, State};
 
 /// Largest transfer asked for in one SQE (the kernel's own cap).
 const MAX_RW: usize = 0x7fff_f000;
-/// Largest iovec count `writev` accepts (`IOV_MAX`).
+/// Largest iovec count `readv`/`writev` accept (`IOV_MAX`).
 const MAX_IOV: usize = 1024;
 
 impl FdRef {
@@ -64,6 +64,32 @@ impl FdRef {
         let (n, c) = unsafe {
             self.op("io_uring read", |fd| {
                 opcode::Read::new(fd, ptr, len).offset(offset).build()
+            })
+        }?;
+        Ok((n as usize, c))
+    }
+
+    /// Reads into several buffers, in order, at `offset`
+    /// (`IORING_OP_READV`; `u64::MAX` means the fd's own position), and
+    /// reports the cancellation that arrived meanwhile as
+    /// [`read_at_reporting`](FdRef::read_at_reporting) does.
+    pub(crate) fn read_vectored_at_reporting(
+        &self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        offset: u64,
+    ) -> Result<(usize, Option<Error>)> {
+        let cap = bufs.len().min(MAX_IOV);
+        let bufs = &mut bufs[..cap];
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok((0, None));
+        }
+        let (ptr, len) = (bufs.as_mut_ptr().cast::<libc::iovec>(), bufs.len() as u32);
+        // SAFETY: the iovecs (`bufs`, ABI-compatible with iovec on Unix, as
+        // documented) and the memory they point to are exclusively borrowed
+        // for this whole call, which returns only after the CQE.
+        let (n, c) = unsafe {
+            self.op("io_uring readv", |fd| {
+                opcode::Readv::new(fd, ptr, len).offset(offset).build()
             })
         }?;
         Ok((n as usize, c))

@@ -26,19 +26,48 @@ use super::{Fd, FdRef};
 
 /// Largest transfer asked for in one SQE (the kernel's own cap).
 const MAX_RW: usize = 0x7fff_f000;
-/// Largest iovec count `sendmsg` accepts.
+/// Largest iovec count `sendmsg` and `readv` accept.
 const MAX_IOV: usize = 1024;
+
+/// Copies `src` into the buffers in order; returns the count.
+fn scatter(bufs: &mut [io::IoSliceMut<'_>], mut src: &[u8]) -> usize {
+    let mut n = 0;
+    for b in bufs.iter_mut() {
+        if src.is_empty() {
+            break;
+        }
+        let k = b.len().min(src.len());
+        b[..k].copy_from_slice(&src[..k]);
+        src = &src[k..];
+        n += k;
+    }
+    n
+}
+
+/// The first `n` bytes held by the buffers, in order.
+fn gather(bufs: &[io::IoSliceMut<'_>], mut n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    for b in bufs {
+        if n == 0 {
+            break;
+        }
+        let k = b.len().min(n);
+        out.extend_from_slice(&b[..k]);
+        n -= k;
+    }
+    out
+}
 
 /// What cancelled operations took from the kernel, oldest first.
 #[derive(Default)]
 pub(super) struct Stash {
-    bytes: VecDeque<u8>,
+    pub(super) bytes: VecDeque<u8>,
     datagrams: VecDeque<(Vec<u8>, SockAddr)>,
     conns: VecDeque<(Fd, SockAddr)>,
 }
 
 impl FdRef {
-    fn with_stash<T>(&self, f: impl FnOnce(&mut Stash) -> T) -> T {
+    pub(super) fn with_stash<T>(&self, f: impl FnOnce(&mut Stash) -> T) -> T {
         let mut s = self.inner.stash.borrow_mut();
         f(s.get_or_insert_with(Box::default))
     }
@@ -92,6 +121,54 @@ impl FdRef {
             })
         }?;
         self.finish_read(buf, n as usize, c)
+    }
+
+    /// Reads into several buffers, filling them in order, at the current
+    /// position (`IORING_OP_READV`, up to `IOV_MAX` buffers); `Ok(0)` at
+    /// end of file or when every buffer is empty. A cancelled read consumes
+    /// nothing, as for [`read`](FdRef::read).
+    pub fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        let cap = bufs.len().min(MAX_IOV);
+        let bufs = &mut bufs[..cap];
+        let want: usize = bufs.iter().map(|b| b.len()).sum();
+        if want == 0 {
+            return Ok(0);
+        }
+        if self.has_stash(|s| !s.bytes.is_empty()) {
+            let stashed = self.with_stash(|s| {
+                let k = want.min(s.bytes.len());
+                s.bytes.drain(..k).collect::<Vec<u8>>()
+            });
+            return Ok(scatter(bufs, &stashed));
+        }
+        let (ptr, len) = (bufs.as_mut_ptr().cast::<libc::iovec>(), bufs.len() as u32);
+        // SAFETY: the iovecs (`bufs`, ABI-compatible with iovec on Unix, as
+        // documented) and the memory they point to are exclusively borrowed
+        // for this whole call, which returns only after the CQE.
+        let (n, c) = unsafe {
+            self.op("io_uring readv", |fd| {
+                opcode::Readv::new(fd, ptr, len).offset(u64::MAX).build()
+            })
+        }?;
+        let n = n as usize;
+        if let Some(why) = c {
+            if n > 0 {
+                let got = gather(bufs, n);
+                self.with_stash(|s| s.bytes.extend(&got));
+            }
+            return Err(Error::cancelled(why));
+        }
+        if n > 0 && self.has_stash(|s| !s.bytes.is_empty()) {
+            // A concurrent cancelled read stashed earlier bytes: keep the
+            // stream's order.
+            let got = gather(bufs, n);
+            let ordered = self.with_stash(|s| {
+                s.bytes.extend(&got);
+                s.bytes.drain(..n).collect::<Vec<u8>>()
+            });
+            return Ok(scatter(bufs, &ordered));
+        }
+        Ok(n)
     }
 
     /// Reads at `offset` without moving the file position. Nothing is

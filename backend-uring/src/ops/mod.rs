@@ -63,6 +63,7 @@ use crate::ring;
 mod file;
 mod io;
 pub(crate) mod path;
+mod splice;
 
 /// What one operation's CQE said, and whether the fiber was cancelled
 /// while it waited for it.

@@ -5,7 +5,7 @@ use std::io::{self, SeekFrom};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::flow::{Sink, Source};
+use crate::flow::{Backing, Sink, Source};
 
 /// The type of a filesystem entry.
 #[non_exhaustive]
@@ -291,6 +291,14 @@ impl Source for File {
         self.inner.read(buf)
     }
 
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        self.inner.read_vectored(bufs)
+    }
+
+    fn backing(&self) -> Option<Backing<'_>> {
+        self.inner.backing()
+    }
+
     /// Reads in large chunks, sized from the file's length when known
     /// ([`FileImpl::size_hint`]), so a whole file usually takes one or two
     /// reads; otherwise from 8 KiB, each read that fills its chunk doubling
@@ -346,6 +354,9 @@ impl Sink for File {
 impl io::Read for File {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Ok(Source::read(self, buf)?)
+    }
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        Ok(Source::read_vectored(self, bufs)?)
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorKind, NetError, Result};
 
 mod server;
-use crate::flow::{Shutdown, ShutdownKind, Sink, Source};
+use crate::flow::{Backing, Shutdown, ShutdownKind, Sink, Source};
 pub use server::{run_server, ServerOptions};
 
 /// A network address: an IP socket address or a Unix-domain path.
@@ -463,6 +463,12 @@ impl Source for Stream {
     fn read(&self, buf: &mut [u8]) -> Result<usize> {
         self.inner.read(buf)
     }
+    fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+        self.inner.read_vectored(bufs)
+    }
+    fn backing(&self) -> Option<Backing<'_>> {
+        self.inner.backing()
+    }
 }
 
 impl Sink for Stream {
@@ -486,6 +492,9 @@ impl Shutdown for Stream {
 impl io::Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Ok(Source::read(self, buf)?)
+    }
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        Ok(Source::read_vectored(self, bufs)?)
     }
 }
 

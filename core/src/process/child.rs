@@ -6,7 +6,7 @@ use std::io;
 
 use super::{ChildImpl, ExitStatus, PipeReaderImpl, PipeWriterImpl, Spawned, SIGKILL};
 use crate::error::Result;
-use crate::flow::{Sink, Source};
+use crate::flow::{Backing, Sink, Source};
 
 /// A child process started by [`ProcessMgr::spawn`](super::ProcessMgr::spawn).
 ///
@@ -198,6 +198,12 @@ macro_rules! reader_pipe {
         impl Source for $name {
             fn read(&self, buf: &mut [u8]) -> Result<usize> {
                 self.inner.read(buf)
+            }
+            fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
+                self.inner.read_vectored(bufs)
+            }
+            fn backing(&self) -> Option<Backing<'_>> {
+                self.inner.backing()
             }
         }
 
