@@ -2,13 +2,19 @@
 //! promises, the concurrent cache, streams, the worker pool, the mock clock)
 //! rewritten for weft, each checked against its exact mock trace.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use weft::sync::{Promise, Resolver, Stream};
 use weft::time::with_timeout;
 use weft::{fiber, mock, traceln, Error, ErrorKind, Result, Switch};
+
+/// The README's concurrent cache, the very code of `examples/cache`: the
+/// promise goes into the table before anything can switch fibers, so a
+/// second request for the same key waits for the first fetch instead of
+/// starting another.
+#[path = "../examples/cache/promise_cache.rs"]
+mod promise_cache;
+use promise_cache::Cache;
 
 /// A plain failure, like OCaml's `failwith`.
 fn failure(msg: &'static str) -> Error {
@@ -171,35 +177,6 @@ fn promises_wait_then_resolve() {
         trace,
         ["Waiting for promise...", "Resolving promise", "x = 42"]
     );
-}
-
-/// The README's concurrent cache: the promise goes into the table before
-/// anything can switch fibers, so a second request for the same key waits
-/// for the first fetch instead of starting another.
-struct Cache<F> {
-    table: RefCell<HashMap<String, Promise<Result<String>>>>,
-    fetch: F,
-}
-
-impl<F: Fn(&str) -> Result<String>> Cache<F> {
-    fn new(fetch: F) -> Self {
-        Cache {
-            table: RefCell::new(HashMap::new()),
-            fetch,
-        }
-    }
-
-    fn get(&self, key: &str) -> Result<String> {
-        let existing = self.table.borrow().get(key).cloned();
-        if let Some(p) = existing {
-            return p.wait_result();
-        }
-        let (p, r) = Promise::new();
-        self.table.borrow_mut().insert(key.to_string(), p);
-        let v = (self.fetch)(key);
-        r.resolve(v.clone()).unwrap();
-        v
-    }
 }
 
 #[test]

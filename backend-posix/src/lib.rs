@@ -32,11 +32,12 @@ mod fs;
 mod net;
 mod process;
 mod reactor;
+pub mod unix;
 
 pub use reactor::{Interest, Registration};
 
 #[doc(hidden)]
-pub use fs::force_walker as force_fs_walker;
+pub use unix::fs::force_walker as force_fs_walker;
 
 use weft_core::{Env, Result, RunConfig};
 
@@ -48,7 +49,7 @@ pub fn run<T>(config: &RunConfig, main: impl FnOnce(&Env) -> Result<T>) -> Resul
     let env = Env::for_backend("posix")
         .with_fs(fs, cwd)
         .with_secure_random(weft_core::random::SecureRandom::new(std::sync::Arc::new(
-            OsRandom,
+            unix::OsRandom,
         )))
         .with_domain_mgr(weft_core::domain::DomainMgr::new(std::sync::Arc::new(
             PosixDomains(config.clone()),
@@ -66,42 +67,11 @@ struct PosixDomains(RunConfig);
 impl weft_core::domain::DomainBackend for PosixDomains {
     fn spawn(&self, main: weft_core::domain::DomainMain) -> Result<()> {
         let config = self.0.clone();
-        std::thread::Builder::new()
-            .name("weft-domain".into())
-            .spawn(move || {
-                let r = run(&config, |_env| {
-                    main();
-                    Ok(())
-                });
-                if let Err(e) = r {
-                    eprintln!("weft: domain failed to run: {e}");
-                }
+        unix::spawn_domain_thread(move || {
+            run(&config, |_env| {
+                main();
+                Ok(())
             })
-            .map(|_| ())
-            .map_err(|e| {
-                weft_core::Error::with_source(weft_core::ErrorKind::Io, e)
-                    .context("starting a domain thread")
-            })
-    }
-}
-
-/// The kernel's random generator (`getrandom(2)`).
-struct OsRandom;
-
-impl weft_core::random::RandomBackend for OsRandom {
-    fn fill(&self, mut buf: &mut [u8]) -> Result<()> {
-        while !buf.is_empty() {
-            // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-            let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(weft_core::Error::from(e).context("reading random bytes"));
-            }
-            buf = &mut buf[n as usize..];
-        }
-        Ok(())
+        })
     }
 }

@@ -4,33 +4,17 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown as StdShutdown;
 use std::os::fd::AsRawFd;
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use weft_core::flow::{Shutdown, ShutdownKind, Sink, Source};
 use weft_core::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, NetBackend, StreamImpl};
-use weft_core::{Error, ErrorKind, NetError, Result};
+use weft_core::{Error, Result};
 
 use crate::reactor::{Interest, Registration};
+use crate::unix::net::{from_sockaddr, getaddrinfo, to_sockaddr};
 
 /// The POSIX network capability. Stateless: sockets register with the
 /// reactor of the thread that creates them.
 pub(crate) struct PosixNet;
-
-fn to_sockaddr(addr: &Addr) -> Result<(SockAddr, Domain)> {
-    match addr {
-        Addr::Ip(a) => Ok((SockAddr::from(*a), Domain::for_address(*a))),
-        Addr::Unix(p) => SockAddr::unix(p)
-            .map(|s| (s, Domain::UNIX))
-            .map_err(|e| Error::with_source(ErrorKind::Net(NetError::InvalidAddress), e)),
-    }
-}
-
-fn from_sockaddr(a: &SockAddr) -> Addr {
-    if let Some(ip) = a.as_socket() {
-        Addr::Ip(ip)
-    } else {
-        Addr::Unix(a.as_pathname().map(|p| p.to_path_buf()).unwrap_or_default())
-    }
-}
 
 fn new_socket(domain: Domain) -> Result<Socket> {
     new_socket_of(domain, Type::STREAM)
@@ -127,28 +111,7 @@ impl NetBackend for PosixNet {
     }
 
     fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>> {
-        let port: u16 = match service.parse() {
-            Ok(p) => p,
-            Err(_) => match service {
-                "http" => 80,
-                "https" => 443,
-                _ => {
-                    return Err(Error::msg(
-                        ErrorKind::Net(NetError::ResolveFailed),
-                        format!("unknown service {service:?}"),
-                    ))
-                }
-            },
-        };
-        let host = host.to_string();
-        // getaddrinfo blocks: run it off the scheduler thread.
-        weft_core::systhread::run(move || {
-            use std::net::ToSocketAddrs;
-            (host.as_str(), port)
-                .to_socket_addrs()
-                .map(|it| it.map(Addr::Ip).collect::<Vec<_>>())
-                .map_err(|e| Error::with_source(ErrorKind::Net(NetError::ResolveFailed), e))
-        })?
+        getaddrinfo(host, service)
     }
 }
 

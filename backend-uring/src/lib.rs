@@ -62,9 +62,10 @@ mod ring;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub use fs::force_walker as force_fs_walker;
 pub use probe::probe;
 pub use ring::{RingOptions, RingStats, Setup};
+#[doc(hidden)]
+pub use weft_posix::force_fs_walker;
 
 use weft_core::{Env, Result, RunConfig};
 
@@ -114,7 +115,9 @@ pub fn run_with_options<T>(
     let (fs, cwd) = fs::dirs();
     let env = Env::for_backend("uring")
         .with_fs(fs, cwd)
-        .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(OsRandom)))
+        .with_secure_random(weft_core::random::SecureRandom::new(Arc::new(
+            weft_posix::unix::OsRandom,
+        )))
         .with_domain_mgr(weft_core::domain::DomainMgr::new(Arc::new(UringDomains {
             config: config.clone(),
             ring: ring_options.clone(),
@@ -150,42 +153,11 @@ impl weft_core::domain::DomainBackend for UringDomains {
     fn spawn(&self, main: weft_core::domain::DomainMain) -> Result<()> {
         let config = self.config.clone();
         let ring = self.ring.clone();
-        std::thread::Builder::new()
-            .name("weft-domain".into())
-            .spawn(move || {
-                let r = run_with_options(&config, &ring, |_env| {
-                    main();
-                    Ok(())
-                });
-                if let Err(e) = r {
-                    eprintln!("weft: domain failed to run: {e}");
-                }
+        weft_posix::unix::spawn_domain_thread(move || {
+            run_with_options(&config, &ring, |_env| {
+                main();
+                Ok(())
             })
-            .map(|_| ())
-            .map_err(|e| {
-                weft_core::Error::with_source(weft_core::ErrorKind::Io, e)
-                    .context("starting a domain thread")
-            })
-    }
-}
-
-/// The kernel's random generator (`getrandom(2)`).
-struct OsRandom;
-
-impl weft_core::random::RandomBackend for OsRandom {
-    fn fill(&self, mut buf: &mut [u8]) -> Result<()> {
-        while !buf.is_empty() {
-            // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-            let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(weft_core::Error::from(e).context("reading random bytes"));
-            }
-            buf = &mut buf[n as usize..];
-        }
-        Ok(())
+        })
     }
 }

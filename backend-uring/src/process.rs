@@ -1,23 +1,14 @@
-//! Child processes on io_uring: spawned as on the POSIX backend
-//! (`std::process::Command`: fork/exec, every descriptor of ours
-//! close-on-exec), waited for through a pidfd polled on the ring.
+//! Child processes on io_uring: the POSIX backend's shared plumbing
+//! ([`weft_posix::unix::process`]: spawn, signal, reap), with the pidfd
+//! polled on the ring.
 //!
-//! * Spawning runs on the scheduler thread; it returns once the child has
-//!   called `exec` (or failed to).
 //! * The parent's pipe ends are [`Fd`]s: reads and writes are `READ` and
 //!   `WRITE`/`WRITEV` SQEs at the pipe's own position, with the rules of
 //!   the [`ops`](crate::ops) layer (a cancelled read consumes nothing; an
 //!   explicit close goes through the ring once nothing is in flight).
-//! * Waiting: `pidfd_open(2)` gives a descriptor that becomes readable when
-//!   the child exits; the fiber waits for that with `IORING_OP_POLL_ADD`,
-//!   then reaps the child with `waitpid` (through
-//!   `std::process::Child::try_wait`). Where there is no pidfd (kernels
-//!   before 5.3, seccomp filters) it polls `try_wait`, sleeping on the
-//!   scheduler's clock between tries.
-//! * Dropping a child that is still running sends `SIGKILL` and reaps it:
-//!   the fiber waits (protected from cancellation) when it can, and
-//!   otherwise — during a panic — blocks in `waitpid`, which a killed child
-//!   ends quickly.
+//! * Waiting for the pidfd is an `IORING_OP_POLL_ADD`. A thread without a
+//!   scheduler waits on its private ring, so waits always go through the
+//!   ring.
 //!
 //! ```
 //! # if weft_uring::probe().is_err() { return; }
@@ -31,20 +22,13 @@
 //! .unwrap();
 //! ```
 
-use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Child as StdChild;
-use std::time::Duration;
+use std::os::fd::OwnedFd;
 
 use weft_core::flow::{Backing, Sink, Source};
-use weft_core::process::{
-    ChildImpl, Command, ExitStatus, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned,
-    SIGKILL,
-};
-use weft_core::time::MonoClock;
-use weft_core::{Error, ErrorKind, ProcessError, Result};
+use weft_core::process::{Command, PipeReaderImpl, PipeWriterImpl, ProcessBackend, Spawned};
+use weft_core::Result;
+use weft_posix::unix::process::{self as shared, PidfdWait};
 
 use crate::ops::Fd;
 
@@ -64,158 +48,22 @@ impl UringProcessMgr {
 
 impl ProcessBackend for UringProcessMgr {
     fn spawn(&self, cmd: &Command<'_>) -> Result<Spawned> {
-        let mut std_child = cmd
-            .to_std()
-            .spawn()
-            .map_err(|e| Error::with_source(ErrorKind::Process(ProcessError::SpawnFailed), e))?;
-        let pipe = |fd: Option<OwnedFd>| fd.map(|fd| Pipe { fd: Fd::from(fd) });
-        let stdin = pipe(std_child.stdin.take().map(OwnedFd::from));
-        let stdout = pipe(std_child.stdout.take().map(OwnedFd::from));
-        let stderr = pipe(std_child.stderr.take().map(OwnedFd::from));
-        // From here on the child is owned by `UringChild`, whose Drop kills
-        // and reaps it if anything below fails.
-        let mut child = UringChild {
-            pid: std_child.id(),
-            pidfd: None,
-            status: Cell::new(None),
-            std: RefCell::new(std_child),
-        };
-        if self.use_pidfd {
-            child.pidfd = open_pidfd(child.pid)?;
-        }
-        Ok(Spawned {
-            child: Box::new(child),
-            stdin: stdin.map(|p| Box::new(p) as Box<dyn PipeWriterImpl>),
-            stdout: stdout.map(|p| Box::new(p) as Box<dyn PipeReaderImpl>),
-            stderr: stderr.map(|p| Box::new(p) as Box<dyn PipeReaderImpl>),
-        })
+        shared::spawn::<Fd, _>(cmd, self.use_pidfd, |fd| Ok(Pipe { fd: Fd::from(fd) }))
     }
 }
 
-/// `pidfd_open(pid)`, or `None` where the kernel (or a seccomp filter) does
-/// not offer it.
-fn open_pidfd(pid: u32) -> Result<Option<Fd>> {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return Ok(None);
-    };
-    // SAFETY: pidfd_open takes a pid and a flags word and returns a new
-    // descriptor or -1; it reads and writes no memory of ours.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::ENODEV | libc::EINVAL) => {
-                Ok(None)
-            }
-            _ => Err(Error::from(err).context("pidfd_open")),
-        };
-    }
-    // SAFETY: the syscall returned a new descriptor (close-on-exec, as
-    // pidfd_open always sets it) that nothing else owns.
-    Ok(Some(Fd::from(unsafe {
-        OwnedFd::from_raw_fd(ret as RawFd)
-    })))
-}
-
-struct UringChild {
-    pid: u32,
-    /// Readable once the child has exited; closed after `Drop::drop` has
-    /// reaped the child.
-    pidfd: Option<Fd>,
-    /// Set once the child has been reaped; after that its pid may belong to
-    /// another process and must not be signalled.
-    status: Cell<Option<ExitStatus>>,
-    std: RefCell<StdChild>,
-}
-
-fn from_std(st: std::process::ExitStatus) -> ExitStatus {
-    match (st.code(), st.signal()) {
-        (Some(c), _) => ExitStatus::Exited(c),
-        (None, Some(s)) => ExitStatus::Signaled(s),
-        // Stopped or continued: not reported without WUNTRACED; be safe.
-        (None, None) => ExitStatus::Exited(st.into_raw()),
-    }
-}
-
-impl UringChild {
-    /// Waits in the fiber: for the pidfd to become readable, or by polling.
-    fn wait_in_fiber(&self) -> Result<ExitStatus> {
-        let mut nap = Duration::from_millis(1);
-        loop {
-            if let Some(st) = self.try_wait()? {
-                return Ok(st);
-            }
-            match &self.pidfd {
-                Some(fd) => {
-                    fd.poll(libc::POLLIN)?;
-                }
-                None => {
-                    MonoClock::default().sleep(nap)?;
-                    nap = (nap * 2).min(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-}
-
-impl ChildImpl for UringChild {
-    fn pid(&self) -> u32 {
-        self.pid
+impl PidfdWait for Fd {
+    fn new(pidfd: OwnedFd) -> Result<Fd> {
+        Ok(Fd::from(pidfd))
     }
 
-    fn wait(&self) -> Result<ExitStatus> {
-        self.wait_in_fiber()
+    fn wait_readable(&self) -> Result<()> {
+        self.poll(libc::POLLIN).map(drop)
     }
 
-    fn try_wait(&self) -> Result<Option<ExitStatus>> {
-        if let Some(st) = self.status.get() {
-            return Ok(Some(st));
-        }
-        let st = self
-            .std
-            .borrow_mut()
-            .try_wait()
-            .map_err(|e| Error::from(e).context(format!("waiting for process {}", self.pid)))?
-            .map(from_std);
-        self.status.set(st);
-        Ok(st)
-    }
-
-    fn signal(&self, sig: i32) -> Result<()> {
-        if self.status.get().is_some() {
-            return Ok(());
-        }
-        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
-            return Ok(());
-        };
-        // SAFETY: kill(2) reads no memory. The pid is still our child's: it
-        // has not been reaped (`status` is unset and only `try_wait`, which
-        // sets it, reaps), so it cannot have been reused.
-        if unsafe { libc::kill(pid, sig) } != 0 {
-            let err = io::Error::last_os_error();
-            return Err(Error::from(err).context(format!("sending signal {sig} to process {pid}")));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for UringChild {
-    fn drop(&mut self) {
-        if !matches!(self.try_wait(), Ok(None)) {
-            return;
-        }
-        let _ = self.signal(SIGKILL);
-        // A fiber waits without blocking the thread (and a thread without a
-        // scheduler waits on its private ring); a panic unwinding (or a
-        // fiber being torn down) must not suspend: then block, briefly,
-        // since the child has been killed.
-        if !std::thread::panicking() && weft_core::cancel::protect(|| self.wait_in_fiber()).is_ok()
-        {
-            return;
-        }
-        if let Ok(st) = self.std.get_mut().wait() {
-            self.status.set(Some(from_std(st)));
-        }
+    /// Always: a thread without a scheduler waits on a private ring.
+    fn can_suspend() -> bool {
+        true
     }
 }
 

@@ -158,6 +158,18 @@ impl Drop for CancelCtx {
     }
 }
 
+/// Puts the scheduler's previous context back when dropped, so a context
+/// entered by [`protect`] or [`sub`] is left even if `f` panics.
+struct Restore<'a>(&'a Scheduler, Option<Rc<CancelCtx>>);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if let Some(old) = self.1.take() {
+            self.0.enter_ctx(old);
+        }
+    }
+}
+
 /// Runs `f` in a new context that is not cancelled when its parent is.
 ///
 /// Use it for clean-up that must finish — flushing a file, sending a final
@@ -172,14 +184,6 @@ pub fn protect<T>(f: impl FnOnce() -> T) -> T {
     let parent = sched.current_ctx();
     let ctx = CancelCtx::child(&parent, true);
     let old = sched.enter_ctx(ctx);
-    struct Restore<'a>(&'a Scheduler, Option<Rc<CancelCtx>>);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            if let Some(old) = self.1.take() {
-                self.0.enter_ctx(old);
-            }
-        }
-    }
     let _restore = Restore(sched, Some(old));
     f()
 }
@@ -238,14 +242,6 @@ pub fn sub<T>(f: impl FnOnce(&CancelScope) -> Result<T>) -> Result<T> {
     parent.check()?;
     let ctx = CancelCtx::child(&parent, false);
     let old = sched.enter_ctx(ctx.clone());
-    struct Restore<'a>(&'a Scheduler, Option<Rc<CancelCtx>>);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            if let Some(old) = self.1.take() {
-                self.0.enter_ctx(old);
-            }
-        }
-    }
     let _restore = Restore(sched, Some(old));
     f(&CancelScope { ctx })
 }

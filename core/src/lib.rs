@@ -25,6 +25,7 @@ pub mod process;
 pub mod random;
 mod sched;
 mod stack;
+mod std_io;
 pub mod stdio;
 pub mod switch;
 pub mod sync;

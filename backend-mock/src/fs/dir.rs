@@ -122,8 +122,9 @@ pub(crate) fn open(t: &mut Tree, base: Base, path: &str, opts: Option<&OpenOut>)
     }
 }
 
-/// Creates the directory `path` (not its parents).
-pub(crate) fn mkdir(t: &mut Tree, base: Base, path: &str, perm: u32) -> Result<()> {
+/// The directory and name where `path` is to be created: the name must be
+/// valid and not taken, and the directory still linked.
+fn free_name<'p>(t: &Tree, base: Base, path: &'p str) -> Result<(Ino, &'p str)> {
     let (dir, leaf) = resolve::parent(t, base, path)?;
     if leaf == "." {
         return Err(fs_err(FsError::AlreadyExists));
@@ -133,6 +134,12 @@ pub(crate) fn mkdir(t: &mut Tree, base: Base, path: &str, perm: u32) -> Result<(
     if t.lookup(dir, leaf).is_some() {
         return Err(fs_err(FsError::AlreadyExists));
     }
+    Ok((dir, leaf))
+}
+
+/// Creates the directory `path` (not its parents).
+pub(crate) fn mkdir(t: &mut Tree, base: Base, path: &str, perm: u32) -> Result<()> {
+    let (dir, leaf) = free_name(t, base, path)?;
     let body = Body::Dir {
         entries: BTreeMap::new(),
         parent: dir,
@@ -246,15 +253,7 @@ pub(crate) fn symlink(t: &mut Tree, base: Base, path: &str, target: &str) -> Res
     if target.len() >= resolve::PATH_MAX {
         return Err(resolve::too_long());
     }
-    let (dir, leaf) = resolve::parent(t, base, path)?;
-    if leaf == "." {
-        return Err(fs_err(FsError::AlreadyExists));
-    }
-    check_name(leaf)?;
-    alive(t, dir)?;
-    if t.lookup(dir, leaf).is_some() {
-        return Err(fs_err(FsError::AlreadyExists));
-    }
+    let (dir, leaf) = free_name(t, base, path)?;
     create(t, dir, leaf, Body::Symlink(target.to_owned()), 0o777).map(drop)
 }
 

@@ -257,36 +257,14 @@ pub(crate) fn dir(t: &Tree, base: Base, path: &str) -> Result<Ino> {
     }
 }
 
-/// Splits off the last component, as `weft_core::fs::Path::split` does.
-pub(crate) fn split(path: &str) -> Option<(&str, &str)> {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return None;
-    }
-    match trimmed.rfind('/') {
-        None => Some(("", trimmed)),
-        Some(i) => {
-            let parent = trimmed[..i].trim_end_matches('/');
-            Some((
-                if parent.is_empty() { "/" } else { parent },
-                &trimmed[i + 1..],
-            ))
-        }
-    }
-}
-
 /// Resolves the directory holding `path`'s last component and returns it
 /// with that component. A path without a usable last component (`""`,
 /// `"/"`, one ending in `.` or `..`) resolves as a whole, with `.` as the
 /// component, so that `..` is checked like any other path.
 pub(crate) fn parent<'p>(t: &Tree, base: Base, path: &'p str) -> Result<(Ino, &'p str)> {
-    match split(path) {
-        Some((parent, leaf)) if leaf != "." && leaf != ".." => {
-            check_nul(leaf)?;
-            Ok((dir(t, base, parent)?, leaf))
-        }
-        _ => Ok((dir(t, base, path)?, ".")),
-    }
+    let (parent, leaf) = weft_core::fs::resolve::parent_and_leaf(path);
+    check_nul(leaf)?;
+    Ok((dir(t, base, parent)?, leaf))
 }
 
 #[cfg(test)]

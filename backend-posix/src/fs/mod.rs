@@ -13,7 +13,6 @@
 //! strings); only the calling fiber waits.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -26,54 +25,22 @@ use weft_core::{Error, Result};
 
 mod file;
 mod resolve;
-mod sys;
 
+use crate::unix::fs::{self as sys, O_PATH};
 use file::PosixFile;
 use resolve::{Resolver, Root};
-use sys::O_PATH;
-
-thread_local! {
-    static FORCE_WALKER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Makes directories created by [`run`](crate::run) on this thread resolve
-/// confined paths with the user-space walker even where `openat2` exists,
-/// so that tests can check both. Directories opened from them inherit the
-/// choice.
-#[doc(hidden)]
-pub fn force_walker(on: bool) {
-    FORCE_WALKER.with(|f| f.set(on));
-}
 
 /// The `fs` and `cwd` capabilities for a new run.
 pub(crate) fn dirs() -> (Dir, Dir) {
-    let force_walker = FORCE_WALKER.with(Cell::get);
-    let fs = PosixDir {
-        r: Resolver {
-            root: Root::Cwd,
-            confined: false,
-            force_walker,
-        },
-    };
-    let fs = Dir::new("fs", Arc::new(fs));
-    let flags = O_PATH | libc::O_DIRECTORY;
-    let cwd = match sys::openat(libc::AT_FDCWD, c".", flags, 0) {
-        Ok(fd) => Dir::new(
-            "cwd",
-            Arc::new(PosixDir {
-                r: Resolver {
-                    root: Root::Fd(Arc::new(fd)),
-                    confined: true,
-                    force_walker,
-                },
-            }),
-        ),
-        Err(e) => Dir::unavailable(
-            "cwd",
-            format!("the working directory could not be opened: {e}"),
-        ),
-    };
-    (fs, cwd)
+    sys::dirs(|cwd, force_walker| {
+        Arc::new(PosixDir {
+            r: Resolver {
+                confined: cwd.is_some(),
+                root: cwd.map_or(Root::Cwd, |fd| Root::Fd(Arc::new(fd))),
+                force_walker,
+            },
+        })
+    })
 }
 
 /// A directory capability on POSIX.

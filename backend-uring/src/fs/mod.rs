@@ -46,7 +46,6 @@
 //! ```
 
 use std::any::Any;
-use std::cell::Cell;
 use std::ffi::CStr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -63,49 +62,17 @@ use crate::ops::path::{self, DirFd};
 use file::UringFile;
 use resolve::{Resolver, Root};
 
-thread_local! {
-    static FORCE_WALKER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Makes directories created by [`run`](crate::run) on this thread resolve
-/// confined paths with the shared user-space walker instead of `openat2`,
-/// so that tests can check both. Directories opened from them inherit the
-/// choice.
-#[doc(hidden)]
-pub fn force_walker(on: bool) {
-    FORCE_WALKER.with(|f| f.set(on));
-}
-
-/// The `fs` and `cwd` capabilities for a new run. Opening the working
-/// directory is the one blocking `openat` here: the ring's fibers are not
-/// running yet.
+/// The `fs` and `cwd` capabilities for a new run.
 pub(crate) fn dirs() -> (Dir, Dir) {
-    let force_walker = FORCE_WALKER.with(Cell::get);
-    let fs = UringDir {
-        r: Resolver {
-            root: Root::Cwd,
-            confined: false,
-            force_walker,
-        },
-    };
-    let fs = Dir::new("fs", Arc::new(fs));
-    let cwd = match sys::open_cwd() {
-        Ok(fd) => Dir::new(
-            "cwd",
-            Arc::new(UringDir {
-                r: Resolver {
-                    root: Root::Fd(Arc::new(fd)),
-                    confined: true,
-                    force_walker,
-                },
-            }),
-        ),
-        Err(e) => Dir::unavailable(
-            "cwd",
-            format!("the working directory could not be opened: {e}"),
-        ),
-    };
-    (fs, cwd)
+    weft_posix::unix::fs::dirs(|cwd, force_walker| {
+        Arc::new(UringDir {
+            r: Resolver {
+                confined: cwd.is_some(),
+                root: cwd.map_or(Root::Cwd, |fd| Root::Fd(Arc::new(fd))),
+                force_walker,
+            },
+        })
+    })
 }
 
 /// A directory capability on io_uring.

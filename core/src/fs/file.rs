@@ -351,44 +351,8 @@ impl Sink for File {
     }
 }
 
-impl io::Read for File {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(Source::read(self, buf)?)
-    }
-    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        Ok(Source::read_vectored(self, bufs)?)
-    }
-}
-
-impl io::Read for &File {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(Source::read(*self, buf)?)
-    }
-}
-
-impl io::Write for File {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(Sink::write(self, buf)?)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        Ok(Sink::write_vectored(self, bufs)?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl io::Write for &File {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(Sink::write(*self, buf)?)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        Ok(Sink::write_vectored(*self, bufs)?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::std_io::std_read!(File);
+crate::std_io::std_write!(File);
 
 impl io::Seek for File {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {

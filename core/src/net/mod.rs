@@ -489,38 +489,5 @@ impl Shutdown for Stream {
     }
 }
 
-impl io::Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(Source::read(self, buf)?)
-    }
-    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        Ok(Source::read_vectored(self, bufs)?)
-    }
-}
-
-impl io::Read for &Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(Source::read(*self, buf)?)
-    }
-}
-
-impl io::Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(Sink::write(self, buf)?)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        Ok(Sink::write_vectored(self, bufs)?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl io::Write for &Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(Sink::write(*self, buf)?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::std_io::std_read!(Stream);
+crate::std_io::std_write!(Stream);

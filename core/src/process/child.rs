@@ -153,26 +153,7 @@ impl Sink for ChildStdin {
     }
 }
 
-impl io::Write for ChildStdin {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(Sink::write(self, buf)?)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        Ok(Sink::write_vectored(self, bufs)?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl io::Write for &ChildStdin {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(Sink::write(*self, buf)?)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::std_io::std_write!(ChildStdin);
 
 macro_rules! reader_pipe {
     ($(#[$doc:meta])* $name:ident) => {
@@ -207,17 +188,7 @@ macro_rules! reader_pipe {
             }
         }
 
-        impl io::Read for $name {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                Ok(Source::read(self, buf)?)
-            }
-        }
-
-        impl io::Read for &$name {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                Ok(Source::read(*self, buf)?)
-            }
-        }
+        crate::std_io::std_read!($name);
     };
 }
 

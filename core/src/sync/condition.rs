@@ -291,6 +291,20 @@ impl Condition {
         self.flush_pending();
     }
 
+    /// The cancel hook of both waits: fails the waiter `r` with
+    /// `Cancelled` if it is still in the list.
+    fn cancel_wait(&self, r: &Resumer<()>, reason: &Error) {
+        let mut g = self.lock();
+        if let Some(i) = g.entries.iter().position(|x| x.same_wait(r)) {
+            // Unclaimed (all entries are, after the sweep in `lock`):
+            // remove it, so no broadcast can claim it.
+            g.entries.remove(i);
+            drop(g);
+            let _ = r.fail(Error::cancelled(reason.clone()));
+        }
+        // Otherwise a broadcast already woke us; that wins.
+    }
+
     /// The number of broadcasts so far (wrapping). Read it before checking a
     /// condition, and pass it to [`wait_since`](Condition::wait_since) to
     /// wait without missing a broadcast that happens in between.
@@ -318,17 +332,7 @@ impl Condition {
                     g.entries.push(r);
                 }
             },
-            |r, reason| {
-                let mut g = self.lock();
-                if let Some(i) = g.entries.iter().position(|x| x.same_wait(r)) {
-                    // Unclaimed (all entries are, after the sweep in
-                    // `lock`): remove it, so no broadcast can claim it.
-                    g.entries.remove(i);
-                    drop(g);
-                    let _ = r.fail(Error::cancelled(reason.clone()));
-                }
-                // Otherwise a broadcast already woke us; that wins.
-            },
+            |r, reason| self.cancel_wait(r, reason),
         )?;
         // Drop our spent entry (and any others) in ordinary code.
         drop(self.lock());
@@ -374,14 +378,7 @@ impl Condition {
                 // Registered: now let the others at the data.
                 drop(guard.take());
             },
-            |r, reason| {
-                let mut g = self.lock();
-                if let Some(i) = g.entries.iter().position(|x| x.same_wait(r)) {
-                    g.entries.remove(i);
-                    drop(g);
-                    let _ = r.fail(Error::cancelled(reason.clone()));
-                }
-            },
+            |r, reason| self.cancel_wait(r, reason),
         )?;
         // (If the fiber was already cancelled, `register` never ran and
         // `guard` is dropped here, unlocking the mutex.)

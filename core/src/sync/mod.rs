@@ -7,12 +7,14 @@
 pub mod condition;
 pub mod lazy;
 pub mod mutex;
+mod poison;
 pub mod pool;
 pub mod promise;
 pub mod rwlock;
 pub mod semaphore;
 mod spin;
 pub mod stream;
+mod wait_queue;
 
 pub use promise::{AlreadyResolved, Promise, Resolver};
 pub use stream::Stream;

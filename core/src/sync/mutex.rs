@@ -90,14 +90,12 @@
 //! ```
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use crate::backend::{suspend_with_cancel, Resumer};
-use crate::cancel;
+use super::poison::{self, run_poisoning};
+use super::wait_queue::{self, lock, Queued, WaitQueue};
 use crate::error::{Error, ErrorKind, Result};
-use crate::switch::panic_message;
 
 struct State {
     /// True while a guard exists, or while the lock is being handed to a
@@ -107,7 +105,26 @@ struct State {
     poison: Option<Error>,
     /// Fibers waiting in `lock`, oldest first. Non-empty only while locked
     /// and not poisoned.
-    waiters: VecDeque<Resumer<()>>,
+    waiters: WaitQueue,
+}
+
+impl Queued for State {
+    type Want = ();
+
+    fn queue(&mut self) -> &mut WaitQueue {
+        &mut self.waiters
+    }
+
+    fn take_now(&mut self, (): ()) -> Result<bool> {
+        if let Some(cause) = &self.poison {
+            return Err(poisoned(cause));
+        }
+        if self.locked {
+            return Ok(false);
+        }
+        self.locked = true;
+        Ok(true)
+    }
 }
 
 /// A fiber-aware mutual-exclusion lock protecting a `T`: waiting suspends
@@ -172,8 +189,7 @@ pub struct MutexGuard<'a, T: ?Sized> {
 
 /// The error returned when locking a mutex poisoned by `cause`.
 fn poisoned(cause: &Error) -> Error {
-    Error::with_source(ErrorKind::Poisoned, cause.clone())
-        .context("the mutex was poisoned by a writer that failed")
+    poison::poisoned("mutex", cause)
 }
 
 impl<T> Mutex<T> {
@@ -183,7 +199,7 @@ impl<T> Mutex<T> {
             state: std::sync::Mutex::new(State {
                 locked: false,
                 poison: None,
-                waiters: VecDeque::new(),
+                waiters: WaitQueue::new(),
             }),
             data: UnsafeCell::new(value),
         }
@@ -198,9 +214,7 @@ impl<T> Mutex<T> {
 
 impl<T: ?Sized> Mutex<T> {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // Critical sections on the state are a few queue operations that
-        // cannot panic half-way, so std's poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Locks the mutex, suspending the fiber while another one holds it.
@@ -210,61 +224,16 @@ impl<T: ?Sized> Mutex<T> {
     /// does not hold the lock), and with [`ErrorKind::Poisoned`] if the
     /// mutex is or becomes poisoned.
     pub fn lock(&self) -> Result<MutexGuard<'_, T>> {
-        {
-            let mut st = self.state();
-            if let Some(cause) = &st.poison {
-                return Err(poisoned(cause));
-            }
-            if !st.locked {
-                st.locked = true;
-                return Ok(self.guard());
-            }
-        }
-        suspend_with_cancel(
-            "mutex lock",
-            |r| {
-                let mut st = self.state();
-                // Re-check: the holder may have unlocked meanwhile.
-                if let Some(cause) = &st.poison {
-                    let e = poisoned(cause);
-                    drop(st);
-                    let _ = r.fail(e);
-                } else if !st.locked {
-                    st.locked = true;
-                    drop(st);
-                    let _ = r.resume(());
-                } else {
-                    st.waiters.push_back(r);
-                }
-            },
-            |r, reason| {
-                let mut st = self.state();
-                if let Some(i) = st.waiters.iter().position(|w| w.same_wait(r)) {
-                    // Still queued, so nobody has handed us the lock: leave
-                    // the queue and fail. An unlock can no longer pick us.
-                    let _ = st.waiters.remove(i);
-                    drop(st);
-                    let _ = r.fail(Error::cancelled(reason.clone()));
-                }
-                // Otherwise the lock (or the poison error) has already been
-                // handed to us, and that resume wins: we own the lock.
-            },
-        )?;
+        wait_queue::acquire("mutex lock", &self.state, ())?;
         Ok(self.guard())
     }
 
     /// Locks the mutex if it is free now. `Ok(None)` if another fiber holds
     /// it; `Err` if it is poisoned.
     pub fn try_lock(&self) -> Result<Option<MutexGuard<'_, T>>> {
-        let mut st = self.state();
-        if let Some(cause) = &st.poison {
-            return Err(poisoned(cause));
-        }
-        if st.locked {
-            return Ok(None);
-        }
-        st.locked = true;
-        Ok(Some(self.guard()))
+        let taken = self.state().take_now(())?;
+        // Built only if taken: dropping a guard unlocks.
+        Ok(taken.then(|| self.guard()))
     }
 
     /// Runs `f` with exclusive, mutable access to the data.
@@ -275,28 +244,7 @@ impl<T: ?Sized> Mutex<T> {
     /// [`cancel::protect`], so cancelling the fiber does not interrupt the
     /// critical section (but waiting for the lock can still be cancelled).
     pub fn use_rw<R>(&self, protect: bool, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
-        let mut guard = self.lock()?;
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            if protect {
-                cancel::protect(|| f(&mut guard))
-            } else {
-                f(&mut guard)
-            }
-        }));
-        match r {
-            Ok(Ok(v)) => {
-                drop(guard);
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                guard.poison(e.clone());
-                Err(e)
-            }
-            Err(p) => {
-                guard.poison(Error::msg(ErrorKind::Panic, panic_message(&p)));
-                resume_unwind(p)
-            }
-        }
+        run_poisoning(self.lock()?, protect, f, MutexGuard::poison)
     }
 
     /// Runs `f` with shared access to the data. The lock is released
@@ -339,29 +287,20 @@ impl<T: ?Sized> Mutex<T> {
             return;
         }
         debug_assert!(st.locked, "unlocking a mutex that is not locked");
-        while let Some(w) = st.waiters.pop_front() {
-            // Every queued waiter is still claimable (a cancelled one leaves
-            // the queue before failing), so this succeeds at the first try;
-            // the loop is only a safety net. `locked` stays true: the lock
-            // now belongs to the woken fiber.
-            if w.resume(()).is_ok() {
-                return;
-            }
+        // `locked` stays true if a waiter is woken: the lock is its now.
+        if !st.waiters.wake_oldest() {
+            st.locked = false;
         }
-        st.locked = false;
     }
 
     /// Poisons the (locked) mutex with `cause` and fails every waiter.
     fn poison(&self, cause: Error) {
         let waiters = {
             let mut st = self.state();
-            let waiters = std::mem::take(&mut st.waiters);
             st.poison = Some(cause.clone());
-            waiters
+            st.waiters.take()
         };
-        for w in waiters {
-            let _ = w.fail(poisoned(&cause));
-        }
+        waiters.fail_all(|| poisoned(&cause));
     }
 }
 

@@ -62,14 +62,11 @@
 //! ```
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use crate::backend::{suspend_with_cancel, Resumer};
-use crate::cancel;
+use super::poison::{self, run_poisoning};
+use super::wait_queue::{self, lock, Queued, WaitQueue};
 use crate::error::{Error, ErrorKind, Result};
-use crate::switch::panic_message;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Want {
@@ -86,7 +83,7 @@ struct State {
     poison: Option<Error>,
     /// Waiting fibers, oldest first. Invariant: the head of the queue cannot
     /// be admitted now (else it would have been).
-    queue: VecDeque<(Want, Resumer<()>)>,
+    queue: WaitQueue<Want>,
 }
 
 impl State {
@@ -98,10 +95,18 @@ impl State {
         !self.writer && self.readers == 0 && self.queue.is_empty()
     }
 
+    /// Counts the lock as held for `want`.
+    fn grant(&mut self, want: Want) {
+        match want {
+            Want::Read => self.readers += 1,
+            Want::Write => self.writer = true,
+        }
+    }
+
     /// Admits waiters from the head of the queue for as long as they fit:
     /// one writer, or every reader up to the next writer.
     fn admit(&mut self) {
-        while let Some(&(want, _)) = self.queue.front() {
+        while let Some(want) = self.queue.front() {
             let fits = match want {
                 Want::Read => !self.writer,
                 Want::Write => !self.writer && self.readers == 0,
@@ -109,16 +114,40 @@ impl State {
             if !fits {
                 return;
             }
-            let (_, r) = self.queue.pop_front().expect("front exists");
             // Queued waiters are always claimable (a cancelled one leaves
             // the queue before failing); the check is only a safety net.
-            if r.resume(()).is_ok() {
-                match want {
-                    Want::Read => self.readers += 1,
-                    Want::Write => self.writer = true,
-                }
+            if self.queue.wake_front() {
+                self.grant(want);
             }
         }
+    }
+}
+
+impl Queued for State {
+    type Want = Want;
+
+    fn queue(&mut self) -> &mut WaitQueue<Want> {
+        &mut self.queue
+    }
+
+    fn take_now(&mut self, want: Want) -> Result<bool> {
+        if let Some(cause) = &self.poison {
+            return Err(poisoned(cause));
+        }
+        let taken = match want {
+            Want::Read => self.can_read(),
+            Want::Write => self.can_write(),
+        };
+        if taken {
+            self.grant(want);
+        }
+        Ok(taken)
+    }
+
+    /// A writer leaving the head of the queue may unblock the readers
+    /// queued behind it.
+    fn after_leave(&mut self) {
+        self.admit();
     }
 }
 
@@ -154,8 +183,7 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
 }
 
 fn poisoned(cause: &Error) -> Error {
-    Error::with_source(ErrorKind::Poisoned, cause.clone())
-        .context("the rwlock was poisoned by a writer that failed")
+    poison::poisoned("rwlock", cause)
 }
 
 impl<T> RwLock<T> {
@@ -166,7 +194,7 @@ impl<T> RwLock<T> {
                 readers: 0,
                 writer: false,
                 poison: None,
-                queue: VecDeque::new(),
+                queue: WaitQueue::new(),
             }),
             data: UnsafeCell::new(value),
         }
@@ -180,70 +208,14 @@ impl<T> RwLock<T> {
 
 impl<T: ?Sized> RwLock<T> {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // Critical sections on the state cannot panic half-way.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes the lock for `want`, suspending while it must wait.
-    fn acquire(&self, want: Want, what: &'static str) -> Result<()> {
-        {
-            let mut st = self.state();
-            if let Some(cause) = &st.poison {
-                return Err(poisoned(cause));
-            }
-            if Self::take_now(&mut st, want) {
-                return Ok(());
-            }
-        }
-        suspend_with_cancel(
-            what,
-            |r| {
-                let mut st = self.state();
-                if let Some(cause) = &st.poison {
-                    let e = poisoned(cause);
-                    drop(st);
-                    let _ = r.fail(e);
-                } else if Self::take_now(&mut st, want) {
-                    drop(st);
-                    let _ = r.resume(());
-                } else {
-                    st.queue.push_back((want, r));
-                }
-            },
-            |r, reason| {
-                let mut st = self.state();
-                if let Some(i) = st.queue.iter().position(|(_, w)| w.same_wait(r)) {
-                    let _ = st.queue.remove(i);
-                    // A writer leaving the head of the queue may unblock the
-                    // readers queued behind it.
-                    st.admit();
-                    drop(st);
-                    let _ = r.fail(Error::cancelled(reason.clone()));
-                }
-                // Otherwise we have been handed the lock; that resume wins.
-            },
-        )
-    }
-
-    fn take_now(st: &mut State, want: Want) -> bool {
-        match want {
-            Want::Read if st.can_read() => {
-                st.readers += 1;
-                true
-            }
-            Want::Write if st.can_write() => {
-                st.writer = true;
-                true
-            }
-            _ => false,
-        }
+        lock(&self.state)
     }
 
     /// Takes shared access, suspending while a writer holds the lock or is
     /// waiting for it. Fails with `Cancelled` if the fiber is cancelled while
     /// it waits, and with [`ErrorKind::Poisoned`] if the lock is poisoned.
     pub fn read(&self) -> Result<RwLockReadGuard<'_, T>> {
-        self.acquire(Want::Read, "rwlock read")?;
+        wait_queue::acquire("rwlock read", &self.state, Want::Read)?;
         Ok(RwLockReadGuard {
             lock: self,
             _data: PhantomData,
@@ -253,7 +225,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Takes exclusive access, suspending while anyone else holds the lock
     /// or waits for it. Fails like [`read`](RwLock::read).
     pub fn write(&self) -> Result<RwLockWriteGuard<'_, T>> {
-        self.acquire(Want::Write, "rwlock write")?;
+        wait_queue::acquire("rwlock write", &self.state, Want::Write)?;
         Ok(RwLockWriteGuard {
             lock: self,
             _data: PhantomData,
@@ -263,13 +235,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Takes shared access if that is possible now without waiting.
     /// `Ok(None)` if not; `Err` if the lock is poisoned.
     pub fn try_read(&self) -> Result<Option<RwLockReadGuard<'_, T>>> {
-        let taken = {
-            let mut st = self.state();
-            if let Some(cause) = &st.poison {
-                return Err(poisoned(cause));
-            }
-            Self::take_now(&mut st, Want::Read)
-        };
+        let taken = self.state().take_now(Want::Read)?;
         // Built only if taken: dropping a guard releases the lock.
         Ok(taken.then(|| RwLockReadGuard {
             lock: self,
@@ -279,13 +245,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Takes exclusive access if that is possible now without waiting.
     pub fn try_write(&self) -> Result<Option<RwLockWriteGuard<'_, T>>> {
-        let taken = {
-            let mut st = self.state();
-            if let Some(cause) = &st.poison {
-                return Err(poisoned(cause));
-            }
-            Self::take_now(&mut st, Want::Write)
-        };
+        let taken = self.state().take_now(Want::Write)?;
         // Built only if taken: dropping a guard releases the lock.
         Ok(taken.then(|| RwLockWriteGuard {
             lock: self,
@@ -297,28 +257,7 @@ impl<T: ?Sized> RwLock<T> {
     /// poisoned (as [`Mutex::use_rw`](super::Mutex::use_rw)); with
     /// `protect: true`, `f` runs inside [`cancel::protect`].
     pub fn use_write<R>(&self, protect: bool, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
-        let mut guard = self.write()?;
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            if protect {
-                cancel::protect(|| f(&mut guard))
-            } else {
-                f(&mut guard)
-            }
-        }));
-        match r {
-            Ok(Ok(v)) => {
-                drop(guard);
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                guard.poison(e.clone());
-                Err(e)
-            }
-            Err(p) => {
-                guard.poison(Error::msg(ErrorKind::Panic, panic_message(&p)));
-                resume_unwind(p)
-            }
-        }
+        run_poisoning(self.write()?, protect, f, RwLockWriteGuard::poison)
     }
 
     /// Runs `f` with shared access. Never poisons the lock.
@@ -360,11 +299,9 @@ impl<T: ?Sized> RwLock<T> {
         let waiters = {
             let mut st = self.state();
             st.poison = Some(cause.clone());
-            std::mem::take(&mut st.queue)
+            st.queue.take()
         };
-        for (_, w) in waiters {
-            let _ = w.fail(poisoned(&cause));
-        }
+        waiters.fail_all(|| poisoned(&cause));
     }
 }
 

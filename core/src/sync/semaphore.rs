@@ -47,17 +47,32 @@
 //! };
 //! ```
 
-use std::collections::VecDeque;
-
-use crate::backend::{suspend_with_cancel, Resumer};
-use crate::error::{Error, Result};
+use super::wait_queue::{self, lock, Queued, WaitQueue};
+use crate::error::Result;
 
 struct State {
     /// Free permits. Zero whenever `waiters` is non-empty: a release with
     /// waiters hands its permit over instead of counting it.
     permits: usize,
     /// Fibers waiting in `acquire`, oldest first.
-    waiters: VecDeque<Resumer<()>>,
+    waiters: WaitQueue,
+}
+
+impl Queued for State {
+    type Want = ();
+
+    fn queue(&mut self) -> &mut WaitQueue {
+        &mut self.waiters
+    }
+
+    fn take_now(&mut self, (): ()) -> Result<bool> {
+        if self.permits == 0 {
+            return Ok(false);
+        }
+        debug_assert!(self.waiters.is_empty(), "free permits while fibers wait");
+        self.permits -= 1;
+        Ok(true)
+    }
 }
 
 /// A counting semaphore for fibers, usable across threads.
@@ -79,15 +94,13 @@ impl Semaphore {
         Semaphore {
             state: std::sync::Mutex::new(State {
                 permits,
-                waiters: VecDeque::new(),
+                waiters: WaitQueue::new(),
             }),
         }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every critical section is a few queue operations that cannot panic
-        // half-way, so std's poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Takes a permit, suspending the fiber until one is free.
@@ -96,34 +109,7 @@ impl Semaphore {
     /// `Cancelled` if the fiber is cancelled while it waits; it then holds
     /// no permit, and the permit it would have got goes to the next waiter.
     pub fn acquire(&self) -> Result<()> {
-        if self.try_acquire() {
-            return Ok(());
-        }
-        suspend_with_cancel(
-            "semaphore acquire",
-            |r| {
-                let mut st = self.state();
-                // Re-check: a permit may have been released meanwhile.
-                if st.permits > 0 {
-                    st.permits -= 1;
-                    drop(st);
-                    let _ = r.resume(());
-                } else {
-                    st.waiters.push_back(r);
-                }
-            },
-            |r, reason| {
-                let mut st = self.state();
-                if let Some(i) = st.waiters.iter().position(|w| w.same_wait(r)) {
-                    // Not handed a permit yet, and now no release can pick us.
-                    let _ = st.waiters.remove(i);
-                    drop(st);
-                    let _ = r.fail(Error::cancelled(reason.clone()));
-                }
-                // Otherwise a release already gave us its permit; that resume
-                // wins and `acquire` returns `Ok`.
-            },
-        )
+        wait_queue::acquire("semaphore acquire", &self.state, ())
     }
 
     /// Like [`acquire`](Semaphore::acquire), returning a [`Permit`] that
@@ -135,14 +121,8 @@ impl Semaphore {
 
     /// Takes a permit if one is free now, without suspending.
     pub fn try_acquire(&self) -> bool {
-        let mut st = self.state();
-        if st.permits > 0 {
-            debug_assert!(st.waiters.is_empty(), "free permits while fibers wait");
-            st.permits -= 1;
-            true
-        } else {
-            false
-        }
+        // Never fails: a semaphore has no poison.
+        self.state().take_now(()).unwrap_or(false)
     }
 
     /// Like [`try_acquire`](Semaphore::try_acquire), returning a [`Permit`].
@@ -161,12 +141,9 @@ impl Semaphore {
     /// If the number of free permits would overflow `usize`.
     pub fn release(&self) {
         let mut st = self.state();
-        while let Some(w) = st.waiters.pop_front() {
-            // A queued waiter is always claimable (a cancelled one leaves the
-            // queue before failing); the loop is only a safety net.
-            if w.resume(()).is_ok() {
-                return;
-            }
+        // A woken waiter takes the permit: it is not counted as free.
+        if st.waiters.wake_oldest() {
+            return;
         }
         st.permits = st
             .permits

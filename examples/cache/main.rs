@@ -9,43 +9,15 @@
 //! cargo run --example cache
 //! ```
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+mod promise_cache;
+
+use std::cell::Cell;
 use std::time::Duration;
 
-use weft::sync::Promise;
 use weft::time::MonoClock;
 use weft::{fiber, Error, ErrorKind, Result};
 
-/// Caches the results of `fetch`. Fibers on one thread share it by
-/// reference, so a `RefCell` suffices; a borrow is never held across a
-/// suspension point.
-struct Cache<F> {
-    table: RefCell<HashMap<String, Promise<Result<String>>>>,
-    fetch: F,
-}
-
-impl<F: Fn(&str) -> Result<String>> Cache<F> {
-    fn new(fetch: F) -> Self {
-        Cache {
-            table: RefCell::new(HashMap::new()),
-            fetch,
-        }
-    }
-
-    fn get(&self, key: &str) -> Result<String> {
-        let existing = self.table.borrow().get(key).cloned();
-        if let Some(pending) = existing {
-            // Someone else is fetching (or has fetched) it: wait for them.
-            return pending.wait_result();
-        }
-        let (promise, resolver) = Promise::new();
-        self.table.borrow_mut().insert(key.to_string(), promise);
-        let value = (self.fetch)(key);
-        let _ = resolver.resolve(value.clone());
-        value
-    }
-}
+use promise_cache::Cache;
 
 /// A slow lookup (a database, a web service...), simulated with a sleep.
 fn slow_lookup(clock: MonoClock, fetches: &Cell<u32>, key: &str) -> Result<String> {

@@ -1,26 +1,60 @@
-//! Thin, blocking wrappers over the `*at` system calls the filesystem uses.
+//! Thin, blocking wrappers over the `*at` system calls the filesystem uses
+//! (all of them on the POSIX backend; on io_uring, those with no opcode),
+//! and the `fs` and `cwd` capabilities a run starts with.
 //!
 //! Directory arguments are raw fds because one of them may be `AT_FDCWD`;
 //! every caller keeps the fd it passes open (an `OwnedFd` or an
 //! `Arc<OwnedFd>` it holds) for the duration of the call. All wrappers
 //! retry `EINTR`, and every fd they create is close-on-exec.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
-use weft_core::fs::{FileKind, Stat};
+use weft_core::fs::{Dir, DirBackend, FileKind, Stat};
 use weft_core::{Error, ErrorKind, FsError, Result};
 
 /// `O_PATH` where the platform has it; elsewhere a read-only open is the
 /// closest (and needs read permission).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) const O_PATH: libc::c_int = libc::O_PATH;
+pub const O_PATH: libc::c_int = libc::O_PATH;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) const O_PATH: libc::c_int = libc::O_RDONLY;
+pub const O_PATH: libc::c_int = libc::O_RDONLY;
+
+thread_local! {
+    static FORCE_WALKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes directories created by a run on this thread (of either Linux
+/// backend) resolve confined paths with the user-space walker even where
+/// `openat2` exists, so that tests can check both. Directories opened from
+/// them inherit the choice.
+#[doc(hidden)]
+pub fn force_walker(on: bool) {
+    FORCE_WALKER.with(|f| f.set(on));
+}
+
+/// The `fs` and `cwd` capabilities for a new run. `make(cwd, force_walker)`
+/// builds a backend's directory: the unconfined `fs` from `AT_FDCWD` when
+/// `cwd` is `None`, else a directory confined to the opened working
+/// directory. Opening it is a blocking `openat`: no fiber runs yet.
+pub fn dirs(make: impl Fn(Option<OwnedFd>, bool) -> Arc<dyn DirBackend>) -> (Dir, Dir) {
+    let force_walker = FORCE_WALKER.with(Cell::get);
+    let fs = Dir::new("fs", make(None, force_walker));
+    let cwd = match openat(libc::AT_FDCWD, c".", O_PATH | libc::O_DIRECTORY, 0) {
+        Ok(fd) => Dir::new("cwd", make(Some(fd), force_walker)),
+        Err(e) => Dir::unavailable(
+            "cwd",
+            format!("the working directory could not be opened: {e}"),
+        ),
+    };
+    (fs, cwd)
+}
 
 /// The path as a C string; a NUL byte makes it an invalid path.
-pub(super) fn cstr(path: &[u8]) -> Result<CString> {
+pub fn cstr(path: &[u8]) -> Result<CString> {
     CString::new(path).map_err(|_| {
         Error::msg(
             ErrorKind::Fs(FsError::InvalidPath),
@@ -31,7 +65,7 @@ pub(super) fn cstr(path: &[u8]) -> Result<CString> {
 
 /// Runs `f` until it does not fail with `EINTR`, turning `-1` into the
 /// OS error.
-fn retry<T: PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
+pub fn retry<T: PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
     loop {
         let r = f();
         if r != T::from(-1) {
@@ -45,12 +79,7 @@ fn retry<T: PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
 }
 
 /// `openat(2)`; `mode` is used only with `O_CREAT`.
-pub(super) fn openat(
-    dir: RawFd,
-    path: &CStr,
-    flags: libc::c_int,
-    mode: u32,
-) -> io::Result<OwnedFd> {
+pub fn openat(dir: RawFd, path: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     let flags = flags | libc::O_CLOEXEC;
     // SAFETY: `path` is a valid NUL-terminated string that outlives the
     // call; `dir` is AT_FDCWD or an fd the caller keeps open. The mode is
@@ -63,7 +92,7 @@ pub(super) fn openat(
 /// `openat2(2)` with `resolve` flags; `ENOSYS` where the kernel (or the
 /// platform) lacks it.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) fn openat2(
+pub fn openat2(
     dir: RawFd,
     path: &CStr,
     flags: libc::c_int,
@@ -97,7 +126,7 @@ pub(super) fn openat2(
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) fn openat2(_: RawFd, _: &CStr, _: libc::c_int, _: u32, _: u64) -> io::Result<OwnedFd> {
+pub fn openat2(_: RawFd, _: &CStr, _: libc::c_int, _: u32, _: u64) -> io::Result<OwnedFd> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
@@ -107,33 +136,33 @@ fn unit(f: impl FnMut() -> libc::c_int) -> io::Result<()> {
 }
 
 /// `mkdirat(2)`.
-pub(super) fn mkdirat(dir: RawFd, name: &CStr, perm: u32) -> io::Result<()> {
+pub fn mkdirat(dir: RawFd, name: &CStr, perm: u32) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated and alive; `dir` is kept open by the caller.
     unit(|| unsafe { libc::mkdirat(dir, name.as_ptr(), perm as libc::mode_t) })
 }
 
 /// `unlinkat(2)`; `flags` is `0` or `AT_REMOVEDIR`.
-pub(super) fn unlinkat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
+pub fn unlinkat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated and alive; `dir` is kept open by the caller.
     unit(|| unsafe { libc::unlinkat(dir, name.as_ptr(), flags) })
 }
 
 /// `renameat(2)`.
-pub(super) fn renameat(from_dir: RawFd, from: &CStr, to_dir: RawFd, to: &CStr) -> io::Result<()> {
+pub fn renameat(from_dir: RawFd, from: &CStr, to_dir: RawFd, to: &CStr) -> io::Result<()> {
     // SAFETY: both names are NUL-terminated and alive; both directory fds
     // are kept open by the caller.
     unit(|| unsafe { libc::renameat(from_dir, from.as_ptr(), to_dir, to.as_ptr()) })
 }
 
 /// `symlinkat(2)`: creates `name` in `dir` pointing to `target`.
-pub(super) fn symlinkat(target: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
+pub fn symlinkat(target: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
     // SAFETY: both strings are NUL-terminated and alive; `dir` is kept open
     // by the caller.
     unit(|| unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) })
 }
 
 /// `readlinkat(2)`, growing the buffer until the target fits.
-pub(super) fn readlinkat(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
+pub fn readlinkat(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         let n = retry(|| {
@@ -154,7 +183,7 @@ pub(super) fn readlinkat(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
 }
 
 /// `fstatat(2)`; `flags` may hold `AT_SYMLINK_NOFOLLOW` or `AT_EMPTY_PATH`.
-pub(super) fn fstatat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
+pub fn fstatat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
     // SAFETY: a zeroed `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is valid for writes; `name` is NUL-terminated; `dir` is
@@ -164,7 +193,7 @@ pub(super) fn fstatat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result
 }
 
 /// `fstat(2)` (works on `O_PATH` descriptors too).
-pub(super) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     // SAFETY: a zeroed `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is valid for writes; `fd` is kept open by the caller.
@@ -173,7 +202,7 @@ pub(super) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 }
 
 /// Whether `name` in `dir` is a symlink (not following it).
-pub(super) fn is_symlink(dir: RawFd, name: &CStr) -> bool {
+pub fn is_symlink(dir: RawFd, name: &CStr) -> bool {
     fstatat(dir, name, libc::AT_SYMLINK_NOFOLLOW)
         .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
         .unwrap_or(false)
@@ -192,7 +221,7 @@ fn clear_errno() {
 
 /// The names in the directory open (for reading) as `dir`, without `.` and
 /// `..`. Consumes `dir`: the directory stream owns and closes it.
-pub(super) fn read_dir_names(dir: OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+pub fn read_dir_names(dir: OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     let raw = dir.into_raw_fd();
     // SAFETY: `raw` is an open directory fd we own; fdopendir takes it over
     // on success.
@@ -232,7 +261,7 @@ pub(super) fn read_dir_names(dir: OwnedFd) -> io::Result<Vec<Vec<u8>>> {
 
 /// Closes `fd`, reporting the error `Drop` would ignore. `EINTR` counts as
 /// closed (on Linux the fd is released regardless).
-pub(super) fn close(fd: OwnedFd) -> io::Result<()> {
+pub fn close(fd: OwnedFd) -> io::Result<()> {
     let raw = fd.into_raw_fd();
     // SAFETY: we own `raw` (just released from its OwnedFd) and close it
     // exactly once.
@@ -247,7 +276,7 @@ pub(super) fn close(fd: OwnedFd) -> io::Result<()> {
 
 /// The portable [`Stat`] of a `struct stat`.
 #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-pub(super) fn to_stat(st: &libc::stat) -> Stat {
+pub fn to_stat(st: &libc::stat) -> Stat {
     let kind = FileKind::from_mode(st.st_mode as u32);
     Stat {
         kind,
