@@ -58,16 +58,14 @@ const IO_KINDS: &[(io::ErrorKind, ErrorKind)] = {
     ]
 };
 
-/// Linux errnos that stable `io::ErrorKind` leaves uncategorized.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Errnos that stable `io::ErrorKind` leaves uncategorized (`libc` gives
+/// each platform's values, so no per-OS table is needed here).
 const ERRNOS: &[(i32, FsError)] = &[
-    (23, FsError::TooManyOpenFiles), // ENFILE
-    (24, FsError::TooManyOpenFiles), // EMFILE
-    (36, FsError::InvalidPath),      // ENAMETOOLONG
-    (40, FsError::TooManySymlinks),  // ELOOP
+    (libc::ENFILE, FsError::TooManyOpenFiles),
+    (libc::EMFILE, FsError::TooManyOpenFiles),
+    (libc::ENAMETOOLONG, FsError::InvalidPath),
+    (libc::ELOOP, FsError::TooManySymlinks),
 ];
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const ERRNOS: &[(i32, FsError)] = &[];
 
 /// Maps the OS error to a portable kind and keeps it as the source; an
 /// `io::Error` that wraps a weft [`Error`] gives back that error unchanged.
