@@ -33,32 +33,18 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 use weft_core::flow::{Backing, Shutdown, ShutdownKind, Sink, Source};
 use weft_core::net::{Addr, DatagramImpl, ListenOptions, ListenerImpl, NetBackend, StreamImpl};
-use weft_core::{Error, ErrorKind, NetError, Result};
+use weft_core::{Error, Result};
+
+use weft_posix::unix::net::{from_sockaddr, getaddrinfo, to_sockaddr};
 
 use crate::ops::Fd;
 
 /// The io_uring network capability. Stateless: every operation uses the
 /// ring of the thread it runs on.
 pub(crate) struct UringNet;
-
-fn to_sockaddr(addr: &Addr) -> Result<(SockAddr, Domain)> {
-    match addr {
-        Addr::Ip(a) => Ok((SockAddr::from(*a), Domain::for_address(*a))),
-        Addr::Unix(p) => SockAddr::unix(p)
-            .map(|s| (s, Domain::UNIX))
-            .map_err(|e| Error::with_source(ErrorKind::Net(NetError::InvalidAddress), e)),
-    }
-}
-
-fn from_sockaddr(a: &SockAddr) -> Addr {
-    match a.as_socket() {
-        Some(ip) => Addr::Ip(ip),
-        None => Addr::Unix(a.as_pathname().map(|p| p.to_path_buf()).unwrap_or_default()),
-    }
-}
 
 /// A new socket (socket2 sets `SOCK_CLOEXEC` on Linux), blocking mode.
 fn new_socket(domain: Domain, ty: Type) -> Result<Socket> {
@@ -115,28 +101,7 @@ impl NetBackend for UringNet {
     }
 
     fn getaddrinfo(&self, host: &str, service: &str) -> Result<Vec<Addr>> {
-        let port: u16 = match service.parse() {
-            Ok(p) => p,
-            Err(_) => match service {
-                "http" => 80,
-                "https" => 443,
-                _ => {
-                    return Err(Error::msg(
-                        ErrorKind::Net(NetError::ResolveFailed),
-                        format!("unknown service {service:?}"),
-                    ))
-                }
-            },
-        };
-        let host = host.to_string();
-        // getaddrinfo(3) blocks: run it off the scheduler thread.
-        weft_core::systhread::run(move || {
-            use std::net::ToSocketAddrs;
-            (host.as_str(), port)
-                .to_socket_addrs()
-                .map(|it| it.map(Addr::Ip).collect::<Vec<_>>())
-                .map_err(|e| Error::with_source(ErrorKind::Net(NetError::ResolveFailed), e))
-        })?
+        getaddrinfo(host, service)
     }
 }
 

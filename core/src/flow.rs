@@ -143,19 +143,41 @@ pub trait Sink {
 /// chunk to `dst` in full, until `src` ends; returns the byte count.
 ///
 /// If it fails or is cancelled while writing a chunk, the part of that
-/// chunk `dst` did not take is lost (it was read from `src`); sinks that
-/// splice in the kernel give such bytes back to their source instead.
+/// chunk `dst` did not take cannot go back to `src`: the error says how
+/// many bytes that was (and how many were copied before), so the loss is
+/// never silent. Sinks that splice in the kernel give such bytes back to
+/// their source instead.
 pub fn copy_with_buffer(src: &(impl Source + ?Sized), dst: &(impl Sink + ?Sized)) -> Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        let n = src.read(&mut buf)?;
+        let n = src
+            .read(&mut buf)
+            .map_err(|e| e.context(format!("copying, after {total} bytes")))?;
         if n == 0 {
             return Ok(total);
         }
-        dst.write_all(&buf[..n])?;
-        total += n as u64;
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            match dst.write(chunk) {
+                Ok(0) => {
+                    return Err(Error::msg(ErrorKind::Closed, "sink accepted no bytes")
+                        .context(lost(total, chunk.len())))
+                }
+                Ok(k) => {
+                    chunk = &chunk[k..];
+                    total += k as u64;
+                }
+                Err(e) => return Err(e.context(lost(total, chunk.len()))),
+            }
+        }
     }
+}
+
+fn lost(copied: u64, unwritten: usize) -> String {
+    format!(
+        "copying, after {copied} bytes: {unwritten} bytes read from the source were not written"
+    )
 }
 
 /// An opaque view of the object behind a [`Source`], given by
@@ -375,5 +397,43 @@ impl<S: Sink> io::Write for IoWriter<S> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes `room` bytes in all, then fails.
+    struct Cramped {
+        room: Cell<usize>,
+    }
+
+    impl Sink for Cramped {
+        fn write(&self, buf: &[u8]) -> Result<usize> {
+            let n = buf.len().min(self.room.get()).min(7);
+            if n == 0 {
+                return Err(Error::msg(ErrorKind::Closed, "sink full"));
+            }
+            self.room.set(self.room.get() - n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_failed_buffered_copy_says_how_many_bytes_it_dropped() {
+        let src = string_source(vec![b'x'; 100]);
+        let dst = Cramped {
+            room: Cell::new(30),
+        };
+        let err = copy_with_buffer(&src, &dst).unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Closed);
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "copying, after 30 bytes: 70 bytes read from the source were not written"
+            ),
+            "{text}"
+        );
     }
 }
