@@ -147,6 +147,15 @@ pub trait Sink {
 /// many bytes that was (and how many were copied before), so the loss is
 /// never silent. Sinks that splice in the kernel give such bytes back to
 /// their source instead.
+///
+/// ```
+/// use weft::flow::{buffer_sink, copy_with_buffer, string_source};
+///
+/// let src = string_source("through user memory");
+/// let dst = buffer_sink();
+/// assert_eq!(copy_with_buffer(&src, &dst).unwrap(), 19);
+/// assert_eq!(dst.contents_string(), "through user memory");
+/// ```
 pub fn copy_with_buffer(src: &(impl Source + ?Sized), dst: &(impl Sink + ?Sized)) -> Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
