@@ -241,7 +241,7 @@ impl<T: ?Sized> Mutex<T> {
     /// If `f` fails (returns `Err`, including `Err(Cancelled)`) or panics,
     /// the data may be left half-updated, so the mutex is poisoned and the
     /// failure passed on. With `protect: true`, `f` runs inside
-    /// [`cancel::protect`], so cancelling the fiber does not interrupt the
+    /// [`cancel::protect`](crate::cancel::protect), so cancelling the fiber does not interrupt the
     /// critical section (but waiting for the lock can still be cancelled).
     pub fn use_rw<R>(&self, protect: bool, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
         run_poisoning(self.lock()?, protect, f, MutexGuard::poison)

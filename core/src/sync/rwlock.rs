@@ -255,7 +255,7 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Runs `f` with exclusive access. If `f` fails or panics the lock is
     /// poisoned (as [`Mutex::use_rw`](super::Mutex::use_rw)); with
-    /// `protect: true`, `f` runs inside [`cancel::protect`].
+    /// `protect: true`, `f` runs inside [`cancel::protect`](crate::cancel::protect).
     pub fn use_write<R>(&self, protect: bool, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
         run_poisoning(self.write()?, protect, f, RwLockWriteGuard::poison)
     }
