@@ -189,6 +189,45 @@ fn lost(copied: u64, unwritten: usize) -> String {
     )
 }
 
+/// A vectored read made of one plain read: `read` gets a buffer as long as
+/// `bufs` together (at most `max` bytes), and what it returns is scattered
+/// into them in order, as `readv` would. For flows whose backend has no
+/// vectored read of its own but whose reads are costly enough (a system
+/// thread hop, a lock) that one read beats one per buffer.
+///
+/// ```
+/// use std::io::IoSliceMut;
+/// use weft::flow::read_vectored_scattered;
+///
+/// let (mut a, mut b) = ([0u8; 3], [0u8; 4]);
+/// let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+/// let n = read_vectored_scattered(&mut bufs, usize::MAX, |buf| {
+///     buf[..5].copy_from_slice(b"hello");
+///     Ok(5)
+/// })
+/// .unwrap();
+/// assert_eq!((n, &a, &b[..2]), (5, b"hel", &b"lo"[..]));
+/// ```
+pub fn read_vectored_scattered(
+    bufs: &mut [io::IoSliceMut<'_>],
+    max: usize,
+    read: impl FnOnce(&mut [u8]) -> Result<usize>,
+) -> Result<usize> {
+    let want: usize = bufs.iter().map(|b| b.len()).sum();
+    if want == 0 {
+        return Ok(0);
+    }
+    let mut data = vec![0u8; want.min(max)];
+    let n = read(&mut data)?;
+    let mut rest = &data[..n.min(data.len())];
+    for b in bufs.iter_mut() {
+        let k = b.len().min(rest.len());
+        b[..k].copy_from_slice(&rest[..k]);
+        rest = &rest[k..];
+    }
+    Ok(n)
+}
+
 /// An opaque view of the object behind a [`Source`], given by
 /// [`Source::backing`]: a sink that recognises the concrete type (a socket,
 /// pipe or file of its own backend) may move bytes from it without passing

@@ -281,19 +281,7 @@ impl Source for MemStream {
     /// As `read`, filling the buffers in order with what is there (as
     /// `readv` on a socket does).
     fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
-        let want: usize = bufs.iter().map(|b| b.len()).sum();
-        if want == 0 {
-            return Ok(0);
-        }
-        let mut data = vec![0u8; want];
-        let n = self.read(&mut data)?;
-        let mut rest = &data[..n];
-        for b in bufs.iter_mut() {
-            let k = b.len().min(rest.len());
-            b[..k].copy_from_slice(&rest[..k]);
-            rest = &rest[k..];
-        }
-        Ok(n)
+        weft_core::flow::read_vectored_scattered(bufs, usize::MAX, |buf| self.read(buf))
     }
 }
 

@@ -187,19 +187,7 @@ impl Source for PosixFile {
     /// One read (on a system thread) of the buffers' total length,
     /// scattered into them in order.
     fn read_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<usize> {
-        let want: usize = bufs.iter().map(|b| b.len()).sum();
-        if want == 0 {
-            return Ok(0);
-        }
-        let mut data = vec![0u8; want.min(MAX_IO)];
-        let n = self.read(&mut data)?;
-        let mut rest = &data[..n];
-        for b in bufs.iter_mut() {
-            let k = b.len().min(rest.len());
-            b[..k].copy_from_slice(&rest[..k]);
-            rest = &rest[k..];
-        }
-        Ok(n)
+        weft_core::flow::read_vectored_scattered(bufs, MAX_IO, |buf| self.read(buf))
     }
 }
 
