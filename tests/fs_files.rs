@@ -353,6 +353,52 @@ fn a_cancelled_file_read_loses_no_bytes(#[case] backend: Backend) {
     );
 }
 
+/// A read of a FIFO cancelled while nothing has arrived: whatever the
+/// read then takes from the kernel (on POSIX the call goes on on its system
+/// thread) reaches the next reads, in order. (The mock has no FIFOs.)
+#[rstest]
+#[case::uring(Backend::Uring)]
+#[case::posix(Backend::Posix)]
+fn a_cancelled_fifo_read_loses_no_bytes(#[case] backend: Backend) {
+    with_scratch(
+        backend,
+        Resolve::Kernel,
+        "files-fifo-cancel",
+        |env, root, scratch| {
+            let fifo = format!("{}/fifo", scratch.path);
+            let c = std::ffi::CString::new(fifo.clone()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            // The writer is a plain thread; opening a FIFO waits for both ends.
+            let writer = std::thread::spawn(move || {
+                let mut w = std::fs::OpenOptions::new().write(true).open(&fifo)?;
+                wait.recv().unwrap();
+                w.write_all(b"every byte")
+            });
+            let file = (root / "fifo").open_in()?;
+            let mut buf = [0u8; 64];
+            let r = weft::time::with_timeout(env.mono_clock(), Duration::from_millis(50), || {
+                file.read(&mut buf)
+            });
+            assert_err(r, ErrorKind::Timeout, "timed out");
+            // The bytes arrive after the read was cancelled.
+            go.send(()).unwrap();
+            writer.join().unwrap().unwrap();
+            let mut got = Vec::new();
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(String::from_utf8_lossy(&got), "every byte");
+            Ok(())
+        },
+    );
+}
+
 /// An append lands at the end whatever the position and leaves the
 /// position there; fibers sharing one `File` each read their own bytes.
 #[rstest]

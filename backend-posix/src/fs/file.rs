@@ -31,11 +31,12 @@
 //! then follows the kernel's (`lseek(SEEK_CUR)`, asked when needed). A
 //! device that cannot seek (a FIFO, a terminal) fails a positioned call
 //! with `ESPIPE`: such a file uses the kernel's position for good, with
-//! `read(2)`/`write(2)`, and a read of it cancelled in flight loses what
-//! it read, as there is no position to come back to.
+//! `read(2)`/`write(2)`; as there is no position to come back to, what a
+//! cancelled read of it took is kept for the next read (see
+//! [`stream_read`](super::stream_read)).
 
 use std::cell::Cell;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use weft_core::fs::{FileImpl, Stat};
 use weft_core::sync::{Permit, Semaphore};
 use weft_core::{Error, Result};
 
+use super::stream_read::StreamStash;
 use super::sys;
 
 /// The most bytes one call moves (bounding the copy buffer).
@@ -60,6 +62,8 @@ pub(super) struct PosixFile {
     stream: Cell<bool>,
     /// One read or write at the position at a time.
     turn: Semaphore,
+    /// What reads of a stream took from the kernel and nobody has read.
+    stash: StreamStash,
 }
 
 fn is_espipe(e: &Error) -> bool {
@@ -74,7 +78,15 @@ impl PosixFile {
             pos: Cell::new(Some(0)),
             stream: Cell::new(false),
             turn: Semaphore::new(1),
+            stash: StreamStash::default(),
         }
+    }
+
+    /// A read at the kernel's position of a file that cannot seek.
+    fn read_stream(&self, buf: &mut [u8]) -> Result<usize> {
+        self.stash.read(&self.file, buf, MAX_IO, |mut call| {
+            self.blocking(move |_| call())
+        })
     }
 
     /// Waits for this fiber's turn to use the position.
@@ -166,7 +178,7 @@ impl Source for PosixFile {
         }
         let _turn = self.turn()?;
         if self.stream.get() {
-            return self.read_with(buf, |mut f, b| f.read(b));
+            return self.read_stream(buf);
         }
         let offset = self.position()?;
         match self.read_with(buf, move |f, b| f.read_at(b, offset)) {
@@ -176,7 +188,7 @@ impl Source for PosixFile {
             }
             Err(e) if is_espipe(&e) => {
                 self.become_stream();
-                self.read_with(buf, |mut f, b| f.read(b))
+                self.read_stream(buf)
             }
             // Cancelled in flight, or failed: the position stays, and the
             // bytes (if the call read any) are read again next time.

@@ -25,6 +25,7 @@ use weft_core::{Error, Result};
 
 mod file;
 mod resolve;
+mod stream_read;
 
 use crate::unix::fs::{self as sys, O_PATH};
 use file::PosixFile;
