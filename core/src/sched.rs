@@ -416,11 +416,13 @@ impl Scheduler {
                     break;
                 }
                 // The run ends with its main fiber: detached fibers still
-                // running are cancelled, and finish inside the run.
-                self.detached_ctx.cancel(
-                    self,
-                    Error::msg(ErrorKind::Cancelled, "the run's main fiber has finished"),
-                );
+                // running are cancelled (once), and finish inside the run.
+                if !self.detached_ctx.is_cancelled() {
+                    self.detached_ctx.cancel(
+                        self,
+                        Error::msg(ErrorKind::Cancelled, "the run's main fiber has finished"),
+                    );
+                }
             }
             self.drain_remote();
             let next = self.run_queue.pop_front();
