@@ -76,11 +76,14 @@ impl Unpark for EventFdUnpark {
 }
 
 impl EventFdUnpark {
-    /// Consumes a wake-up: clears the flag, then the eventfd counter. A
-    /// wake-up arriving between the two re-sets the flag and writes again,
-    /// so it is not lost.
+    /// Consumes a wake-up: drains the eventfd counter, then clears the
+    /// flag. An unpark landing between the two finds the flag still set and
+    /// skips its write, which loses nothing: its wake-up is already in the
+    /// scheduler's remote queue, drained right after this. (Clearing first
+    /// lost wake-ups: an unpark could set the flag and write between the
+    /// two, the read swallowed that write, the flag stayed set, and every
+    /// later unpark skipped its write — a sleeping scheduler never woke.)
     fn consume(&self) {
-        self.pending.store(false, Ordering::Release);
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a live local from our nonblocking
         // eventfd; EAGAIN (nothing to read) is fine.
@@ -91,6 +94,7 @@ impl EventFdUnpark {
                 std::mem::size_of::<u64>(),
             )
         };
+        self.pending.store(false, Ordering::Release);
     }
 }
 

@@ -170,3 +170,33 @@ fn domains_each_get_their_own_ring() {
         Ok(())
     });
 }
+
+/// Wake-ups from other threads race the scheduler consuming the previous
+/// one, many thousand times: none may be lost (a lost one leaves the
+/// scheduler asleep for good; the watchdog turns that into a failure).
+#[test]
+fn racing_remote_wake_ups_are_never_lost() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        run(|_env| {
+            let _ext = ExternalWork::begin();
+            for round in 0..20_000u32 {
+                // Two waiters, resolved from two threads at nearly the same
+                // time, so one unpark often lands while the scheduler is
+                // consuming the other's.
+                let (p1, r1) = Promise::<u32>::new();
+                let (p2, r2) = Promise::<u32>::new();
+                let t1 = std::thread::spawn(move || r1.resolve(round).is_ok());
+                let t2 = std::thread::spawn(move || r2.resolve(round).is_ok());
+                let (a, b) = fiber::pair(|| p1.wait().copied(), || p2.wait().copied())?;
+                assert_eq!((a, b), (round, round));
+                assert!(t1.join().unwrap() && t2.join().unwrap());
+            }
+            Ok(())
+        });
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a wake-up was lost: the scheduler never woke");
+}
