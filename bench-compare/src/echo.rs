@@ -118,8 +118,13 @@ pub fn announce(port: u16) {
     let _ = std::io::stdout().flush();
 }
 
-fn weft_serve(backend: weft::Backend) -> Result<(), String> {
-    use weft::flow::{Sink, Source};
+/// Serves each connection with `handle` (Nagle off) on `backend`: a
+/// listener on a free loopback port, announced to the parent, errors of
+/// single connections ignored. Shared by the echo and HTTP servers.
+pub fn weft_server(
+    backend: weft::Backend,
+    handle: impl Fn(&weft::net::Stream) -> weft::Result<()>,
+) -> Result<(), String> {
     use weft::net::{self, ListenOptions, ServerOptions};
     weft::run_with(backend, |env| {
         let opts = ListenOptions {
@@ -137,16 +142,23 @@ fn weft_serve(backend: weft::Backend) -> Result<(), String> {
         };
         net::run_server(&listener, quiet, |conn, _peer| {
             conn.set_nodelay(true)?;
-            let mut buf = [0u8; 4096];
-            loop {
-                match conn.read(&mut buf)? {
-                    0 => return Ok(()),
-                    n => conn.write_all(&buf[..n])?,
-                }
-            }
+            handle(&conn)
         })
     })
     .map_err(|e| e.to_string())
+}
+
+fn weft_serve(backend: weft::Backend) -> Result<(), String> {
+    use weft::flow::{Sink, Source};
+    weft_server(backend, |conn| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf)? {
+                0 => return Ok(()),
+                n => conn.write_all(&buf[..n])?,
+            }
+        }
+    })
 }
 
 fn tokio_serve(multi: bool) -> Result<(), String> {

@@ -151,36 +151,18 @@ fn weft_skip_head<S: weft::flow::Source>(r: &mut weft::buf_read::BufReader<S>) -
 
 fn weft_serve(backend: weft::Backend) -> Result<(), String> {
     use weft::buf_read::BufReader;
-    use weft::net::{self, ListenOptions, ServerOptions};
-    weft::run_with(backend, |env| {
-        let opts = ListenOptions {
-            backlog: 1024,
-            ..ListenOptions::default()
-        };
-        let listener = env.net().listen_with(&"127.0.0.1:0".parse()?, &opts)?;
-        match listener.local_addr()? {
-            net::Addr::Ip(a) => announce(a.port()),
-            other => unreachable!("listening on {other}"),
-        }
-        let quiet = ServerOptions {
-            on_error: Box::new(|_| {}),
-            ..ServerOptions::default()
-        };
-        net::run_server(&listener, quiet, |conn, _peer| {
-            conn.set_nodelay(true)?;
-            let mut r = BufReader::new(&conn, 16 * 1024);
-            // Responses collect in the writer and go out when this fiber
-            // waits for the next request.
-            weft::buf_write::with_flow(&conn, |w| {
-                while !r.at_end_of_input()? {
-                    weft_skip_head(&mut r)?;
-                    w.string(RESPONSE)?;
-                }
-                Ok(())
-            })
+    crate::echo::weft_server(backend, |conn| {
+        let mut r = BufReader::new(conn, 16 * 1024);
+        // Responses collect in the writer and go out when this fiber
+        // waits for the next request.
+        weft::buf_write::with_flow(conn, |w| {
+            while !r.at_end_of_input()? {
+                weft_skip_head(&mut r)?;
+                w.string(RESPONSE)?;
+            }
+            Ok(())
         })
     })
-    .map_err(|e| e.to_string())
 }
 
 /// A tokio runtime: current_thread, or multi_thread with 2 workers.
