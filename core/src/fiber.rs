@@ -48,11 +48,9 @@ pub use crate::switch::ForkOptions;
 // step). This halves the cost of a yield.
 #[inline(always)]
 pub fn yield_now() -> Result<()> {
-    let s = sched::current()?;
     // One check, after the switch: a cancelled fiber that yields still
     // learns of it at once, and the common case pays for one check.
-    s.yield_now();
-    s.check_cancelled()
+    sched::current()?.yield_now()
 }
 
 /// `Err(Cancelled)` if the current fiber's context has been cancelled.

@@ -89,9 +89,20 @@ impl Default for RunConfig {
     }
 }
 
+/// A fiber just made by [`Scheduler::spawn`], to be queued.
+#[derive(Clone, Copy)]
+pub(crate) struct NewFiber(*const Fiber);
+
 pub(crate) struct Scheduler {
     fibers: RefCell<SlotMap<FiberKey, Rc<Fiber>>>,
-    run_queue: RunQueue,
+    /// Runnable fibers' control blocks. Every entry points to a fiber in
+    /// `fibers` (whose `Rc` keeps it alive) that is not running and is queued
+    /// only once: a fiber is queued by itself just before it switches away
+    /// (yield, fork), by whoever claims its wait (one claim per wait), or
+    /// once when it is made; and it leaves `fibers` only after it returns,
+    /// which it can only do after being popped. Pointers rather than keys
+    /// spare the table lookup on every switch.
+    run_queue: RunQueue<*const Fiber>,
     /// The running fiber's control block; the fiber table keeps it alive.
     current_fiber: Cell<*const Fiber>,
     root_done: Cell<bool>,
@@ -160,7 +171,7 @@ pub(crate) fn is_current_shared(shared: &Arc<Shared>) -> bool {
 
 pub(crate) fn wake_local(fiber: FiberKey) {
     if let Ok(s) = current() {
-        s.run_queue.push_back(fiber);
+        s.queue_key(fiber);
     }
 }
 
@@ -250,12 +261,21 @@ impl Scheduler {
         f.hook.set(None);
     }
 
-    /// Puts the current fiber at the back of the run queue and switches away.
+    /// Puts the current fiber at the back of the run queue, switches away,
+    /// and once it runs again returns `Err(Cancelled)` if its context was
+    /// cancelled.
     #[inline(always)]
-    pub(crate) fn yield_now(&self) {
-        let key = self.current_key();
-        self.run_queue.push_back(key);
-        self.switch_out();
+    pub(crate) fn yield_now(&self) -> Result<()> {
+        let f = self.cur();
+        self.run_queue.push_back(f);
+        Self::switch_out_of(f);
+        // `f` is still this fiber's control block: the table keeps it
+        // alive while the fiber exists, and it does not move.
+        let ctx = f.ctx.borrow();
+        if ctx.is_cancelled() {
+            return ctx.check_slow();
+        }
+        Ok(())
     }
 
     /// Always inlined, as are its callers on the suspend paths: each call
@@ -265,7 +285,13 @@ impl Scheduler {
     /// a switch.
     #[inline(always)]
     fn switch_out(&self) {
-        let y = self.cur().yielder.get();
+        Self::switch_out_of(self.cur());
+    }
+
+    /// [`switch_out`](Self::switch_out) of the running fiber `f`.
+    #[inline(always)]
+    fn switch_out_of(f: &Fiber) {
+        let y = f.yielder.get();
         debug_assert!(!y.is_null());
         // SAFETY: `yielder` is set by the fiber's first instructions to its
         // coroutine's yielder, which lives on that fiber's stack for as long
@@ -287,20 +313,28 @@ impl Scheduler {
 
     /// Runs `child` at once; the current fiber continues right after it.
     #[inline(always)]
-    pub(crate) fn run_child_first(&self, child: FiberKey) {
-        let me = self.current_key();
+    pub(crate) fn run_child_first(&self, child: NewFiber) {
+        let me = self.cur();
         {
             let q = &self.run_queue;
             q.push_front(me);
-            q.push_front(child);
+            q.push_front(child.0);
         }
-        self.switch_out();
+        Self::switch_out_of(me);
     }
 
-    /// Queues a fiber to run (used to start fibers without switching).
+    /// Queues a new fiber to run (used to start fibers without switching).
     #[inline]
-    pub(crate) fn schedule(&self, key: FiberKey) {
-        self.run_queue.push_back(key);
+    pub(crate) fn schedule(&self, fiber: NewFiber) {
+        self.run_queue.push_back(fiber.0);
+    }
+
+    /// Queues the fiber `key` (one whose wait was just claimed).
+    #[inline]
+    fn queue_key(&self, key: FiberKey) {
+        if let Some(f) = self.fibers.borrow().get(key) {
+            self.run_queue.push_back(Rc::as_ptr(f));
+        }
     }
 
     /// Emits one trace line through the driver, or to standard error.
@@ -331,14 +365,11 @@ impl Scheduler {
         self.detached_live.set(self.detached_live.get() - 1);
     }
 
-    fn run_fiber(&self, key: FiberKey) {
-        let fp: *const Fiber = match self.fibers.borrow().get(key) {
-            Some(f) => Rc::as_ptr(f),
-            None => return,
-        };
-        // SAFETY: the table holds an `Rc` to this fiber until it returns,
-        // which can only happen inside the `resume` below; we stop using
-        // `f` before removing the entry.
+    fn run_fiber(&self, fp: *const Fiber) {
+        // SAFETY: `fp` came off the run queue, so (see `run_queue`) the
+        // table holds an `Rc` to this fiber until it returns, which can only
+        // happen inside the `resume` below; we stop using `f` before
+        // removing the entry.
         let f = unsafe { &*fp };
         // SAFETY: only this loop touches `coro`, and not re-entrantly: the
         // fiber being resumed cannot reach its own coroutine cell.
@@ -355,7 +386,7 @@ impl Scheduler {
             let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
             f.ctx.borrow().remove_fiber(f.ctx_key.get());
             self.stacks.borrow_mut().put(coro.into_stack());
-            let rc = self.fibers.borrow_mut().remove(key);
+            let rc = self.fibers.borrow_mut().remove(f.key.get());
             if let Some(rc) = rc {
                 self.recycle(rc);
             }
@@ -364,8 +395,7 @@ impl Scheduler {
 
     fn drain_remote(&self) {
         if self.shared.has_remote() {
-            let q = &self.run_queue;
-            self.shared.drain_remote(|k| q.push_back(k));
+            self.shared.drain_remote(|k| self.queue_key(k));
         }
     }
 
@@ -426,7 +456,7 @@ impl Scheduler {
             }
             self.drain_remote();
             let next = self.run_queue.pop_front();
-            if let Some(key) = next {
+            if let Some(fiber) = next {
                 let b = self.budget.get();
                 if b == 0 {
                     self.io_turn(Park::Poll);
@@ -436,7 +466,7 @@ impl Scheduler {
                 } else {
                     self.budget.set(b - 1);
                 }
-                self.run_fiber(key);
+                self.run_fiber(fiber);
                 continue;
             }
             if self.fire_timers() {
@@ -509,7 +539,7 @@ pub fn run_scheduler<T>(
     let detached_ctx = CancelCtx::child(&root_ctx, false);
     let sched = Scheduler {
         fibers: RefCell::new(SlotMap::with_key()),
-        run_queue: RunQueue::with_capacity(64),
+        run_queue: RunQueue::with_capacity(64, ptr::null()),
         current_fiber: Cell::new(ptr::null()),
         root_done: Cell::new(false),
         timers: RefCell::new(BTreeMap::new()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use corosensei::Yielder;
 
-use super::{current, Coro, Fiber, FiberKey, Scheduler, SpawnOpts};
+use super::{current, Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
 use crate::cancel::{CancelCtx, CtxFiberKey};
 use crate::error::Result;
 use crate::local::Locals;
@@ -26,7 +26,7 @@ impl Scheduler {
         locals: Locals,
         opts: SpawnOpts,
         body: F,
-    ) -> Result<FiberKey> {
+    ) -> Result<NewFiber> {
         let stack = self.stacks.borrow_mut().get(opts.stack_size)?;
         let guard = stack.guard().0;
         let func = move |y: &Yielder<(), ()>, ()| {
@@ -92,7 +92,7 @@ impl Scheduler {
         if let Some(w) = &*fiber.wake.borrow() {
             w.reassign(key);
         }
-        Ok(key)
+        Ok(NewFiber(Rc::as_ptr(&fiber)))
     }
 
     /// Keeps a finished fiber's control block (and wake slot, if no
