@@ -266,6 +266,54 @@ fn a_cancelled_waiter_does_not_stop_the_others() {
     );
 }
 
+/// The first waiter leaves (timed out) and another arrives later: the rest
+/// are still woken in the order they began to wait.
+#[test]
+fn waiters_keep_their_order_when_the_first_leaves() {
+    let (r, trace) = mock::run_traced(|env| {
+        let clock = env.mono_clock();
+        let (p, r) = Promise::new();
+        let p = &p;
+        Switch::run(|sw| {
+            for i in 0..4u64 {
+                sw.fork(move || {
+                    let waited = match i {
+                        0 => with_timeout(clock, Duration::from_secs(1), || p.wait().copied()),
+                        3 => {
+                            clock.sleep(Duration::from_millis(1500))?;
+                            p.wait().copied()
+                        }
+                        _ => p.wait().copied(),
+                    };
+                    match waited {
+                        Ok(v) => traceln!("waiter {i} got {v}"),
+                        Err(e) => traceln!("waiter {i} failed: {e}"),
+                    }
+                    Ok(())
+                });
+            }
+            clock.sleep(Duration::from_secs(2))?;
+            traceln!("resolving");
+            r.resolve(7).unwrap();
+            Ok(())
+        })
+    });
+    r.unwrap();
+    assert_eq!(
+        trace,
+        [
+            "mock time is now 1",
+            "waiter 0 failed: timeout, timed out after 1s",
+            "mock time is now 1.5",
+            "mock time is now 2",
+            "resolving",
+            "waiter 1 got 7",
+            "waiter 2 got 7",
+            "waiter 3 got 7",
+        ]
+    );
+}
+
 #[test]
 fn a_waiter_cancelled_by_its_switch_gets_cancelled() {
     let (r, trace) = mock::run_traced(|_env| {

@@ -226,9 +226,7 @@ impl<T> Resumer<T> {
     fn enqueue(&self, deferred: bool) {
         match &self.slot.target {
             WakeTarget::Fiber(shared) => {
-                if !deferred && sched::is_current_shared(shared) {
-                    sched::wake_local(self.slot.fiber());
-                } else {
+                if deferred || !sched::wake_local(shared, self.slot.fiber()) {
                     shared.push_remote(&self.slot);
                 }
             }

@@ -162,16 +162,16 @@ pub(crate) fn in_runtime() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
 
-pub(crate) fn is_current_shared(shared: &Arc<Shared>) -> bool {
+/// Queues `fiber` if this thread runs the scheduler that owns `shared`;
+/// false if it does not (the caller then wakes it through `shared`).
+#[inline]
+pub(crate) fn wake_local(shared: &Arc<Shared>, fiber: FiberKey) -> bool {
     match current() {
-        Ok(s) => Arc::ptr_eq(&s.shared, shared),
-        Err(_) => false,
-    }
-}
-
-pub(crate) fn wake_local(fiber: FiberKey) {
-    if let Ok(s) = current() {
-        s.queue_key(fiber);
+        Ok(s) if Arc::ptr_eq(&s.shared, shared) => {
+            s.queue_key(fiber);
+            true
+        }
+        _ => false,
     }
 }
 

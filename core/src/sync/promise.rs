@@ -40,8 +40,6 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use crate::backend::{suspend_with_cancel, Resumer};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -55,9 +53,47 @@ struct Inner<T> {
     state: AtomicU8,
     /// Written once, under `waiters`' lock, before `state` becomes RESOLVED.
     value: UnsafeCell<Option<T>>,
-    /// Inline room for the common single waiter: no allocation.
-    waiters: SpinLock<SmallVec<[Resumer<()>; 1]>>,
+    waiters: SpinLock<Waiters>,
     resolvers: AtomicUsize,
+}
+
+/// The fibers waiting on a promise. The common single waiter sits inline, so
+/// it costs no allocation, and taking or dropping an empty set is a few
+/// instructions (a `SmallVec` costs several times that on this path).
+#[derive(Default)]
+struct Waiters {
+    first: Option<Resumer<()>>,
+    rest: Vec<Resumer<()>>,
+}
+
+impl Waiters {
+    fn push(&mut self, r: Resumer<()>) {
+        if self.first.is_none() {
+            self.first = Some(r);
+        } else {
+            self.rest.push(r);
+        }
+    }
+
+    /// Forgets the waiter whose wait `r` belongs to, keeping the others in
+    /// wait order.
+    fn remove(&mut self, r: &Resumer<()>) {
+        if self.first.as_ref().is_some_and(|x| x.same_wait(r)) {
+            self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
+        } else {
+            self.rest.retain(|x| !x.same_wait(r));
+        }
+    }
+
+    /// Resumes every waiter.
+    fn wake_all(self) {
+        if let Some(r) = self.first {
+            let _ = r.resume(());
+        }
+        for r in self.rest {
+            let _ = r.resume(());
+        }
+    }
 }
 
 // SAFETY: `value` is written once, under the `waiters` lock, before `state`
@@ -133,7 +169,7 @@ impl<T> Promise<T> {
         let inner = Arc::new(Inner {
             state: AtomicU8::new(PENDING),
             value: UnsafeCell::new(None),
-            waiters: SpinLock::new(SmallVec::new()),
+            waiters: SpinLock::new(Waiters::default()),
             resolvers: AtomicUsize::new(1),
         });
         (
@@ -150,7 +186,7 @@ impl<T> Promise<T> {
             inner: Arc::new(Inner {
                 state: AtomicU8::new(RESOLVED),
                 value: UnsafeCell::new(Some(value)),
-                waiters: SpinLock::new(SmallVec::new()),
+                waiters: SpinLock::new(Waiters::default()),
                 resolvers: AtomicUsize::new(0),
             }),
         }
@@ -176,9 +212,7 @@ impl<T> Promise<T> {
                 }
             },
             |r, reason| {
-                let mut w = self.inner.waiters.lock();
-                w.retain(|x| !x.same_wait(r));
-                drop(w);
+                self.inner.waiters.lock().remove(r);
                 let _ = r.fail(Error::cancelled(reason.clone()));
             },
         )?;
@@ -242,9 +276,7 @@ impl<T> Resolver<T> {
             self.inner.state.store(RESOLVED, Ordering::Release);
             std::mem::take(&mut *w)
         };
-        for r in waiters {
-            let _ = r.resume(());
-        }
+        waiters.wake_all();
         Ok(())
     }
 
@@ -272,9 +304,7 @@ impl<T> Drop for Resolver<T> {
             self.inner.state.store(ABANDONED, Ordering::Release);
             std::mem::take(&mut *w)
         };
-        for r in waiters {
-            let _ = r.resume(());
-        }
+        waiters.wake_all();
     }
 }
 
