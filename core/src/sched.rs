@@ -67,6 +67,19 @@ pub(crate) struct Fiber {
     locals: RefCell<Locals>,
     /// What a stack overflow report says about this fiber.
     label: FiberLabel,
+    /// In the run queue now: checks, in debug builds, that a fiber is
+    /// never queued twice (the run queue's pointers rely on it).
+    #[cfg(debug_assertions)]
+    queued: Cell<bool>,
+}
+
+impl Fiber {
+    /// Notes (in debug builds) that the fiber enters the run queue.
+    #[inline(always)]
+    fn mark_queued(&self) {
+        #[cfg(debug_assertions)]
+        assert!(!self.queued.replace(true), "a fiber was queued twice");
+    }
 }
 
 /// Run-time configuration shared by every backend.
@@ -267,6 +280,7 @@ impl Scheduler {
     #[inline(always)]
     pub(crate) fn yield_now(&self) -> Result<()> {
         let f = self.cur();
+        f.mark_queued();
         self.run_queue.push_back(f);
         Self::switch_out_of(f);
         // `f` is still this fiber's control block: the table keeps it
@@ -317,7 +331,10 @@ impl Scheduler {
         let me = self.cur();
         {
             let q = &self.run_queue;
+            me.mark_queued();
             q.push_front(me);
+            // SAFETY: a new fiber's control block, held by the table.
+            unsafe { (*child.0).mark_queued() };
             q.push_front(child.0);
         }
         Self::switch_out_of(me);
@@ -326,6 +343,8 @@ impl Scheduler {
     /// Queues a new fiber to run (used to start fibers without switching).
     #[inline]
     pub(crate) fn schedule(&self, fiber: NewFiber) {
+        // SAFETY: a new fiber's control block, held by the table.
+        unsafe { (*fiber.0).mark_queued() };
         self.run_queue.push_back(fiber.0);
     }
 
@@ -333,6 +352,7 @@ impl Scheduler {
     #[inline]
     fn queue_key(&self, key: FiberKey) {
         if let Some(f) = self.fibers.borrow().get(key) {
+            f.mark_queued();
             self.run_queue.push_back(Rc::as_ptr(f));
         }
     }
@@ -371,6 +391,8 @@ impl Scheduler {
         // happen inside the `resume` below; we stop using `f` before
         // removing the entry.
         let f = unsafe { &*fp };
+        #[cfg(debug_assertions)]
+        f.queued.set(false);
         // SAFETY: only this loop touches `coro`, and not re-entrantly: the
         // fiber being resumed cannot reach its own coroutine cell.
         let Some(coro) = (unsafe { (*f.coro.get()).as_mut() }) else {

@@ -38,19 +38,26 @@ pub fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
-/// Asserts that the fd count comes back to `before`. A system thread
+/// Asserts that the fd count comes back to `before` (or below). A system thread
 /// drops its hold on the finished run's driver (its epoll, eventfd and
 /// timerfd) just after handing over its result, so the count may take a
 /// moment to settle.
 #[track_caller]
 pub fn assert_fds_settle(before: usize) {
+    // Fewer than before is no leak: an fd of an earlier run (a socket a
+    // system thread was still closing) can go away during this one.
     for _ in 0..200 {
-        if open_fds() == before {
+        if open_fds() <= before {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert_eq!(open_fds(), before, "no fd leaked: {:?}", fd_names());
+    let now = open_fds();
+    assert!(
+        now <= before,
+        "no fd leaked: {now} open, {before} before: {:?}",
+        fd_names()
+    );
 }
 
 /// The fd count once no run's driver is still being released (see

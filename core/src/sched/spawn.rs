@@ -75,6 +75,8 @@ impl Scheduler {
                 site: Cell::new(opts.site),
                 locals: RefCell::new(locals),
                 label: FiberLabel::default(),
+                #[cfg(debug_assertions)]
+                queued: Cell::new(false),
             }),
         };
         // SAFETY: the name lives in `fiber.name` until `recycle` clears the
