@@ -225,21 +225,21 @@ fn every_waiter_gets_the_value_in_wait_order() {
     );
 }
 
-#[test]
-fn a_cancelled_waiter_does_not_stop_the_others() {
+/// Forks `waiters` fibers that each wait on one promise as `wait` says
+/// (given the waiter's number, the clock and the promise), resolves it with
+/// 42 after 2 s of mock time, and returns the trace.
+fn waiters_trace(
+    waiters: u64,
+    wait: impl Fn(u64, weft::time::MonoClock, &Promise<u64>) -> Result<u64> + Copy,
+) -> Vec<String> {
     let (r, trace) = mock::run_traced(|env| {
         let clock = env.mono_clock();
         let (p, r) = Promise::new();
         let p = &p;
         Switch::run(|sw| {
-            for i in 0..3u64 {
+            for i in 0..waiters {
                 sw.fork(move || {
-                    let waited = if i == 1 {
-                        with_timeout(clock, Duration::from_secs(1), || p.wait().copied())
-                    } else {
-                        p.wait().copied()
-                    };
-                    match waited {
+                    match wait(i, clock, p) {
                         Ok(v) => traceln!("waiter {i} got {v}"),
                         Err(e) => traceln!("waiter {i} failed: {e}"),
                     }
@@ -253,6 +253,18 @@ fn a_cancelled_waiter_does_not_stop_the_others() {
         })
     });
     r.unwrap();
+    trace
+}
+
+#[test]
+fn a_cancelled_waiter_does_not_stop_the_others() {
+    let trace = waiters_trace(3, |i, clock, p| {
+        if i == 1 {
+            with_timeout(clock, Duration::from_secs(1), || p.wait().copied())
+        } else {
+            p.wait().copied()
+        }
+    });
     assert_eq!(
         trace,
         [
@@ -270,35 +282,14 @@ fn a_cancelled_waiter_does_not_stop_the_others() {
 /// are still woken in the order they began to wait.
 #[test]
 fn waiters_keep_their_order_when_the_first_leaves() {
-    let (r, trace) = mock::run_traced(|env| {
-        let clock = env.mono_clock();
-        let (p, r) = Promise::new();
-        let p = &p;
-        Switch::run(|sw| {
-            for i in 0..4u64 {
-                sw.fork(move || {
-                    let waited = match i {
-                        0 => with_timeout(clock, Duration::from_secs(1), || p.wait().copied()),
-                        3 => {
-                            clock.sleep(Duration::from_millis(1500))?;
-                            p.wait().copied()
-                        }
-                        _ => p.wait().copied(),
-                    };
-                    match waited {
-                        Ok(v) => traceln!("waiter {i} got {v}"),
-                        Err(e) => traceln!("waiter {i} failed: {e}"),
-                    }
-                    Ok(())
-                });
-            }
-            clock.sleep(Duration::from_secs(2))?;
-            traceln!("resolving");
-            r.resolve(7).unwrap();
-            Ok(())
-        })
+    let trace = waiters_trace(4, |i, clock, p| match i {
+        0 => with_timeout(clock, Duration::from_secs(1), || p.wait().copied()),
+        3 => {
+            clock.sleep(Duration::from_millis(1500))?;
+            p.wait().copied()
+        }
+        _ => p.wait().copied(),
     });
-    r.unwrap();
     assert_eq!(
         trace,
         [
@@ -307,9 +298,9 @@ fn waiters_keep_their_order_when_the_first_leaves() {
             "mock time is now 1.5",
             "mock time is now 2",
             "resolving",
-            "waiter 1 got 7",
-            "waiter 2 got 7",
-            "waiter 3 got 7",
+            "waiter 1 got 42",
+            "waiter 2 got 42",
+            "waiter 3 got 42",
         ]
     );
 }
