@@ -449,3 +449,31 @@ fn fork_promise_runs_in_the_switch_context_not_the_callers() {
     assert_eq!(r.unwrap_err().to_string(), "io error, Exit");
     assert_eq!(trace, ["Forked child", "child: cancelled: io error, Exit"]);
 }
+
+/// Fibers blocked where cancellation cannot reach are left behind when a run
+/// ends in deadlock (which the mock detects). Tearing them down drops their
+/// fiber-local values; a resolver among them wakes the promise's other (also
+/// abandoned) waiter, which must be ignored quietly — not panic, and not
+/// run anything.
+#[test]
+fn a_resolver_dropped_while_a_deadlocked_run_is_torn_down() {
+    use weft::fiber::FiberLocal;
+    static RESOLVER: FiberLocal<weft::sync::Resolver<u32>> = FiberLocal::new();
+    let r = mock::run(|_env| {
+        let (p, r) = Promise::<u32>::new();
+        let (never, keep) = Promise::<()>::new();
+        std::mem::forget(keep);
+        Switch::run(|sw| {
+            sw.fork(move || {
+                RESOLVER.with_binding(r, || weft::cancel::protect(|| never.wait().map(|_| ())))
+            });
+            sw.fork(move || {
+                weft::cancel::protect(|| p.wait().map(|_| ()))?;
+                unreachable!("the waiter must never run again")
+            });
+            Ok(())
+        })
+    });
+    let err = r.expect_err("the run deadlocks");
+    assert_eq!(*err.kind(), ErrorKind::Deadlock, "{err}");
+}

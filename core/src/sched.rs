@@ -348,10 +348,16 @@ impl Scheduler {
         self.run_queue.push_back(fiber.0);
     }
 
-    /// Queues the fiber `key` (one whose wait was just claimed).
+    /// Queues the fiber `key` (one whose wait was just claimed). Does
+    /// nothing while the table is being torn down at the end of a run
+    /// (values dropped then may still resolve promises), when no fiber will
+    /// run again anyway.
     #[inline]
     fn queue_key(&self, key: FiberKey) {
-        if let Some(f) = self.fibers.borrow().get(key) {
+        let Ok(fibers) = self.fibers.try_borrow() else {
+            return;
+        };
+        if let Some(f) = fibers.get(key) {
             f.mark_queued();
             self.run_queue.push_back(Rc::as_ptr(f));
         }
