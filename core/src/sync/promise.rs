@@ -86,12 +86,16 @@ impl Waiters {
     }
 
     /// Resumes every waiter.
+    #[inline]
     fn wake_all(self) {
         if let Some(r) = self.first {
             let _ = r.resume(());
         }
-        for r in self.rest {
-            let _ = r.resume(());
+        // Most promises have one waiter or none: skip building an iterator.
+        if !self.rest.is_empty() {
+            for r in self.rest {
+                let _ = r.resume(());
+            }
         }
     }
 }
