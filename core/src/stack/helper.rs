@@ -157,6 +157,9 @@ impl Helper {
     }
 }
 
+/// Most discard jobs done together (each holds up to a few hundred stacks).
+const MAX_DISCARDS: usize = 64;
+
 fn serve(h: &'static Helper) {
     let mut q = h.queue.lock().unwrap_or_else(|e| e.into_inner());
     loop {
@@ -166,27 +169,66 @@ fn serve(h: &'static Helper) {
             q.sleeping = false;
             continue;
         };
+        let mut n = 1;
+        let job = match job {
+            // Discards waiting next to each other are done as one, so
+            // adjacent stacks from several trims share a range and all the
+            // ranges a TLB flush. (Only those at the front: a later unmap
+            // must still come after them.)
+            Job::Discard { stacks, back } => {
+                let mut batch = vec![(stacks, back)];
+                while batch.len() < MAX_DISCARDS {
+                    match q.jobs.pop_front() {
+                        Some(Job::Discard { stacks, back }) => batch.push((stacks, back)),
+                        Some(other) => {
+                            q.jobs.push_front(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                n = batch.len();
+                Work::Discards(batch)
+            }
+            other => Work::One(other),
+        };
         drop(q);
         #[cfg(test)]
         drop(HOLD.lock().unwrap_or_else(|e| e.into_inner()));
-        run(job);
-        DONE.fetch_add(1, Ordering::Release);
+        // A panic here is a bug (a failed debug assertion); it must not take
+        // the thread down with it, or every later job would wait forever.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+            Work::One(job) => run(job),
+            Work::Discards(batch) => discard_together(batch),
+        }));
+        DONE.fetch_add(n, Ordering::Release);
         q = h.queue.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+enum Work {
+    One(Job),
+    Discards(Vec<(Vec<SlabStack>, Arc<Returned>)>),
+}
+
+/// Discards the stacks of several jobs together, then returns each job's
+/// stacks to its pool.
+fn discard_together(batch: Vec<(Vec<SlabStack>, Arc<Returned>)>) {
+    // SAFETY: the pools gave these stacks up with their jobs: they are
+    // idle (their fibers have finished, their contents are dead) and no one
+    // else holds them until `back` returns them. Their slabs are mapped: a
+    // pool sends a slab's unmap after every discard of its stacks, and this
+    // thread runs jobs in order (it merges only discards at the front).
+    unsafe { slab::discard_idle(batch.iter().flat_map(|(stacks, _)| stacks)) };
+    for (stacks, back) in batch {
+        back.give(stacks);
     }
 }
 
 fn run(job: Job) {
     match job {
         Job::Prepare { slab, to } => slab.prepare(to),
-        Job::Discard { mut stacks, back } => {
-            // SAFETY: the pool gave these stacks up with the job: they are
-            // idle (their fibers have finished, their contents are dead)
-            // and no one else holds them until `back` returns them. Their
-            // slabs are mapped: the pool sends a slab's unmap after every
-            // discard of its stacks, and this thread runs jobs in order.
-            unsafe { slab::discard_idle(&mut stacks) };
-            back.give(stacks);
-        }
+        Job::Discard { stacks, back } => discard_together(vec![(stacks, back)]),
         Job::Unmap {
             start,
             len,

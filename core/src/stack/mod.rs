@@ -315,7 +315,7 @@ fn trim(class: &mut SizeClass, n: usize, cap: usize) {
     }
     // SAFETY: these stacks are idle (given back by their fibers), so their
     // contents are dead, and they lie in our slabs, which are mapped.
-    unsafe { slab::discard_idle(&mut batch) };
+    unsafe { slab::discard_idle(&batch) };
     class.cold.extend(batch);
 }
 

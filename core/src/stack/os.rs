@@ -202,6 +202,66 @@ pub(crate) unsafe fn install_guard_markers(pages: &[usize]) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the memory of every range `(addr, len)` back to the OS, like
+/// [`discard`], with one `process_madvise` call per 512 ranges where the
+/// kernel has it. Each `madvise` call that drops pages ends with a TLB
+/// flush, which in a multithreaded process interrupts every other CPU
+/// running it; one call for many ranges flushes once.
+///
+/// # Safety
+/// Every range lies in a mapping of ours and holds nothing anyone still
+/// needs.
+pub(crate) unsafe fn discard_ranges(ranges: &[(usize, usize)]) -> io::Result<()> {
+    const BATCH: usize = 512;
+    for batch in ranges.chunks(BATCH) {
+        if BATCH_MADVISE.load(Ordering::Relaxed) != 2 && markers_known_good() && batch.len() > 1 {
+            let iov: Vec<libc::iovec> = batch
+                .iter()
+                .map(|&(a, l)| libc::iovec {
+                    iov_base: a as *mut libc::c_void,
+                    iov_len: l,
+                })
+                .collect();
+            let total: usize = batch.iter().map(|r| r.1).sum();
+            // (`syscall` is deprecated on macOS, which never gets here:
+            // guard markers are Linux 6.13+.)
+            #[allow(deprecated)]
+            // SAFETY: `iov` describes the ranges the caller vouches for;
+            // the kernel only reads the array.
+            let r = unsafe {
+                libc::syscall(
+                    SYS_PROCESS_MADVISE as _,
+                    PIDFD_SELF_PROCESS,
+                    iov.as_ptr(),
+                    iov.len(),
+                    libc::MADV_DONTNEED,
+                    0u32,
+                )
+            } as isize;
+            if r >= 0 && r as usize == total {
+                BATCH_MADVISE.store(1, Ordering::Relaxed);
+                continue;
+            }
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBADF) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EPERM)
+                ) {
+                    BATCH_MADVISE.store(2, Ordering::Relaxed);
+                }
+            }
+            // Partly done or refused: do the batch range by range (dropping
+            // pages already dropped changes nothing).
+        }
+        for &(a, l) in batch {
+            // SAFETY: forwarded from our caller.
+            unsafe { discard(a, l)? };
+        }
+    }
+    Ok(())
+}
+
 /// How guard pages are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GuardChoice {

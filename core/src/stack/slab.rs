@@ -77,29 +77,34 @@ impl SlabStack {
     }
 }
 
-/// Gives the memory of idle stacks back to the OS (guards kept); sorts
-/// them by address on the way, so adjacent ones share one `madvise`.
+/// Gives the memory of idle stacks back to the OS (guards kept). Adjacent
+/// stacks, in whatever order they come, make one range (their guards
+/// included: DONTNEED keeps guards), and all the ranges go in as few system
+/// calls as the kernel allows.
 ///
 /// # Safety
 /// The stacks are idle (no fiber runs on them, their contents are dead)
 /// and their slabs are mapped.
-pub(crate) unsafe fn discard_idle(stacks: &mut [SlabStack]) {
-    stacks.sort_unstable_by_key(|s| s.top());
-    let mut i = 0;
-    while i < stacks.len() {
-        // Adjacent slots form one range: [bottom of the first, top of the
-        // last), the guards between them included (DONTNEED keeps guards).
-        let mut j = i;
-        while j + 1 < stacks.len() && stacks[j + 1].guard().0 == stacks[j].top() {
-            j += 1;
+pub(crate) unsafe fn discard_idle<'a>(stacks: impl IntoIterator<Item = &'a SlabStack>) {
+    let mut slots: Vec<(usize, usize, usize)> = stacks
+        .into_iter()
+        .map(|s| (s.guard().0, s.bottom(), s.top()))
+        .collect();
+    slots.sort_unstable();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (guard, bottom, top) in slots {
+        match ranges.last_mut() {
+            // Adjacent slots: this one's guard starts at the last one's top.
+            Some((from, len)) if *from + *len == guard => *len = top - *from,
+            _ => ranges.push((bottom, top - bottom)),
         }
-        let (from, to) = (stacks[i].bottom(), stacks[j].top());
-        // SAFETY: by the caller's contract these stacks' contents are dead,
-        // and the range lies in their (mapped) slab.
-        if let Err(e) = unsafe { os::discard(from, to - from) } {
-            debug_assert!(false, "MADV_DONTNEED failed: {e}");
-        }
-        i = j + 1;
+    }
+    // SAFETY: by the caller's contract these stacks' contents are dead, and
+    // each range lies in their (mapped) slabs: it runs from the bottom of
+    // one idle stack to the top of another, across only idle stacks and
+    // the guard pages between them.
+    if let Err(e) = unsafe { os::discard_ranges(&ranges) } {
+        debug_assert!(false, "MADV_DONTNEED failed: {e}");
     }
 }
 

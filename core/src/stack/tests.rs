@@ -294,11 +294,8 @@ fn stacks_being_discarded_are_not_handed_out_until_they_are_back() {
     helper::wait_idle();
     for s in &busy {
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { first_word(s).read() },
-            0xbeef,
-            "no discard hit a stack in use"
-        );
+        let v = unsafe { first_word(s).read() };
+        assert_eq!(v, 0xbeef, "no discard hit a stack in use");
     }
     busy.into_iter().for_each(|s| p.put(s));
     // The discarded ones come back cold, guarded, and are handed out again.
@@ -311,11 +308,8 @@ fn stacks_being_discarded_are_not_handed_out_until_they_are_back() {
     for s in back {
         assert!(!readable(s.guard().0), "still guarded");
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { first_word(s).read() },
-            0,
-            "its memory was discarded"
-        );
+        let v = unsafe { first_word(s).read() };
+        assert_eq!(v, 0, "its memory was discarded");
     }
     again.into_iter().for_each(|s| p.put(s));
 }
@@ -346,6 +340,71 @@ fn a_pool_dropped_with_discards_queued_is_unmapped_after_them() {
     drop(held);
     helper::wait_idle();
     assert_eq!(budget.used(), 0, "the helper unmapped every slab");
+}
+
+#[test]
+fn many_ranges_are_discarded_in_one_go_and_nothing_else() {
+    let page = os::page_size();
+    let len = 40 * page;
+    let start = os::map_anon(len).unwrap();
+    for i in 0..40 {
+        // SAFETY: inside our fresh mapping.
+        unsafe { ((start + i * page) as *mut u8).write(7) };
+    }
+    // Pages 1, 5-7, 20 and 30-38: four ranges, one call where possible.
+    let ranges = [(1, 1), (5, 3), (20, 1), (30, 9)];
+    let bytes: Vec<(usize, usize)> = ranges
+        .iter()
+        .map(|&(p0, n)| (start + p0 * page, n * page))
+        .collect();
+    // SAFETY: the ranges are in our mapping and we no longer need them.
+    unsafe { os::discard_ranges(&bytes).unwrap() };
+    for i in 0..40 {
+        let dropped = ranges.iter().any(|&(p0, n)| (p0..p0 + n).contains(&i));
+        // SAFETY: inside our mapping.
+        let v = unsafe { ((start + i * page) as *const u8).read() };
+        assert_eq!(v, if dropped { 0 } else { 7 }, "page {i}");
+    }
+    // SAFETY: ours, and nothing refers into it.
+    unsafe { os::unmap(start, len).unwrap() };
+}
+
+#[test]
+fn discards_of_two_pools_done_together_go_back_to_their_own_pools() {
+    if !markers_available() || !helper_enabled() {
+        return;
+    }
+    let max_idle = 4;
+    let n = max_idle + TRIM_BATCH;
+    let (mut a, _) = pool(16 * KIB, max_idle, GuardChoice::Auto);
+    let (mut b, _) = pool(16 * KIB, max_idle, GuardChoice::Auto);
+    let sa: Vec<_> = (0..n).map(|_| a.get(None).unwrap()).collect();
+    let sb: Vec<_> = (0..n).map(|_| b.get(None).unwrap()).collect();
+    let tops_a: Vec<usize> = sa.iter().map(|s| s.top()).collect();
+    let tops_b: Vec<usize> = sb.iter().map(|s| s.top()).collect();
+    for s in sa.iter().chain(&sb) {
+        // SAFETY: the stack is ours (handed out, not running).
+        unsafe { first_word(s).write(0xfeed) };
+    }
+    // Held, so that both discards wait in the queue and are merged.
+    let held = helper::HOLD.lock().unwrap_or_else(|e| e.into_inner());
+    sa.into_iter().for_each(|s| a.put(s));
+    sb.into_iter().for_each(|s| b.put(s));
+    drop(held);
+    helper::wait_idle();
+    for (p, tops) in [(&mut a, &tops_a), (&mut b, &tops_b)] {
+        p.classes[0].take_back();
+        assert_eq!(p.classes[0].in_flight, 0);
+        let mut cold: Vec<usize> = p.classes[0].cold.iter().map(|s| s.top()).collect();
+        cold.sort_unstable();
+        let mut want = tops[..TRIM_BATCH].to_vec();
+        want.sort_unstable();
+        assert_eq!(cold, want, "each pool gets its own stacks back");
+        for s in &p.classes[0].cold {
+            // SAFETY: idle stack of ours, discarded.
+            assert_eq!(unsafe { first_word(s).read() }, 0);
+        }
+    }
 }
 
 #[test]
