@@ -93,9 +93,11 @@ struct Helper {
     wake: Condvar,
 }
 
+/// The helper of this process, if it has been started.
+static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
+
 /// The helper of this process, started on first use.
 fn helper() -> Option<&'static Helper> {
-    static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     let h = (*HELPER.get_or_init(|| {
         if std::env::var_os("WEFT_STACK_PREPARE").is_some_and(|v| v == "off") {
             return None;
@@ -129,6 +131,16 @@ pub(crate) fn send(job: Job) -> Result<(), Job> {
         }
         None => Err(job),
     }
+}
+
+/// Like [`send`], but only to a helper already started: a program that
+/// never needed one (a few hundred fibers) does not start a thread just to
+/// unmap a small slab at the end of its run.
+pub(crate) fn send_if_started(job: Job) -> Result<(), Job> {
+    if HELPER.get().is_none() {
+        return Err(job);
+    }
+    send(job)
 }
 
 /// Queues the discard of `stacks`, to come back through `back`; gives them

@@ -337,7 +337,7 @@ impl Slab {
         }
         // Slabs with mprotect guards are unmapped here and now when
         // possible, so the budget they are charged to is refunded before
-        // the next spawn.
+        // the next spawn. (Pending discards imply a started helper.)
         if self.charged == 1 || discards_pending {
             let job = Job::Unmap {
                 start: self.start,
@@ -345,7 +345,7 @@ impl Slab {
                 charged: self.charged,
                 budget: budget.clone(),
             };
-            if helper::send(job).is_ok() {
+            if helper::send_if_started(job).is_ok() {
                 return;
             }
         }
