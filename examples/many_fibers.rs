@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example many_fibers                 # 1,000,000 fibers
 //! cargo run --release --example many_fibers -- --n 100000 --stack 65536
+//! cargo run --release --example many_fibers -- --run-stack 65536   # RunConfig::stack_size
 //! cargo run --release --example many_fibers -- --park sleep
 //! WEFT_BACKEND=mock cargo run --release --example many_fibers
 //! WEFT_STACK_GUARDS=mprotect cargo run --release --example many_fibers   # old-kernel path
@@ -13,7 +14,9 @@
 //! ```
 //!
 //! Every fiber has a guarded stack of the default size (256 KiB of address
-//! space) unless `--stack` says otherwise. "Bytes per fiber" is the growth
+//! space) unless `--stack` (per fiber, `ForkOptions::stack_size`) or
+//! `--run-stack` (the run's default, `RunConfig::stack_size`) says
+//! otherwise. "Bytes per fiber" is the growth
 //! of the process's peak resident set (`VmHWM` after the run less `VmRSS`
 //! before it) divided by N; page tables (`VmPTE`) are shown apart, as the
 //! kernel does not count them as resident.
@@ -27,11 +30,12 @@ use std::time::{Duration, Instant};
 
 use weft::switch::ForkOptions;
 use weft::sync::Promise;
-use weft::Switch;
+use weft::{Backend, Env, RunConfig, Switch};
 
 struct Args {
     n: usize,
     stack: Option<usize>,
+    run_stack: Option<usize>,
     sleep: bool,
     floor: bool,
 }
@@ -40,6 +44,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         n: 1_000_000,
         stack: None,
+        run_stack: None,
         sleep: false,
         floor: false,
     };
@@ -52,6 +57,7 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--n" => args.n = number(&value("--n")),
             "--stack" => args.stack = Some(number(&value("--stack"))),
+            "--run-stack" => args.run_stack = Some(number(&value("--run-stack"))),
             "--park" => match value("--park").as_str() {
                 "sleep" => args.sleep = true,
                 "promise" => args.sleep = false,
@@ -76,7 +82,10 @@ fn usage(msg: &str) -> ! {
     if !msg.is_empty() {
         eprintln!("many_fibers: {msg}");
     }
-    eprintln!("usage: many_fibers [N | --n N] [--stack BYTES] [--park promise|sleep] [--floor]");
+    eprintln!(
+        "usage: many_fibers [N | --n N] [--stack BYTES] [--run-stack BYTES] \
+         [--park promise|sleep] [--floor]"
+    );
     std::process::exit(2)
 }
 
@@ -142,11 +151,30 @@ fn kernel_floor(n: usize, size: usize) -> Duration {
     start.elapsed()
 }
 
+/// Runs `main` on the backend `WEFT_BACKEND` (or the machine) picks, with
+/// `config`.
+fn run_with_config<T>(
+    config: &RunConfig,
+    main: impl FnOnce(&Env) -> weft::Result<T>,
+) -> weft::Result<T> {
+    match Backend::from_env()? {
+        Backend::Uring => weft::uring::run(config, main),
+        Backend::Posix => weft_posix::run(config, main),
+        Backend::Mock => weft::mock::Config::new()
+            .stack_size(config.stack_size)
+            .run(main),
+    }
+}
+
 fn main() {
     let args = parse_args();
     let n = args.n;
+    let mut config = RunConfig::default();
+    if let Some(s) = args.run_stack {
+        config.stack_size = s;
+    }
     if args.floor {
-        let size = args.stack.unwrap_or(weft_default_stack());
+        let size = args.stack.unwrap_or(config.stack_size);
         let t = kernel_floor(n, size);
         println!(
             "kernel floor for {n} stacks (guard + one touched page + DONTNEED each): {:.3} s",
@@ -158,8 +186,9 @@ fn main() {
     let start = Instant::now();
     let mut parked_at = Duration::ZERO;
     let mut parked = (0, 0, 0, 0);
-    let r = weft::run(|env| {
+    let r = run_with_config(&config, |env| {
         let backend = env.backend_id().to_string();
+        let stack = args.stack.unwrap_or(weft::fiber::stats()?.stack_size);
         let clock = env.mono_clock();
         let (promise, resolver) = Promise::<()>::new();
         let mut opts = ForkOptions::new();
@@ -182,10 +211,10 @@ fn main() {
             }
             Ok(())
         })?;
-        Ok(backend)
+        Ok((backend, stack))
     });
     let total = start.elapsed();
-    let backend = match r {
+    let (backend, stack) = match r {
         Ok(b) => b,
         Err(e) => {
             eprintln!("many_fibers: {e}");
@@ -198,7 +227,7 @@ fn main() {
     println!(
         "{n} fibers on {backend}, each parked on a {}, stack {} bytes",
         if args.sleep { "sleep" } else { "promise" },
-        args.stack.unwrap_or(weft_default_stack())
+        stack
     );
     println!(
         "  spawned and parked: {:.3} s ({fibers_parked} fibers alive)",
@@ -217,8 +246,4 @@ fn main() {
         pte_parked.saturating_sub(pte_before) / n.max(1)
     );
     println!("  memory mappings: {maps_before} before, {maps_parked} while parked");
-}
-
-fn weft_default_stack() -> usize {
-    weft::RunConfig::default().stack_size
 }

@@ -22,10 +22,12 @@
 //!   `madvise(MADV_DONTNEED)` (guards survive it) and reused after the warm
 //!   ones. Memory is only resident where a fiber has touched it: a parked
 //!   fiber costs the pages its deepest call reached, usually one.
-//! - **Preparation ahead** ([`prepare`]): once a scheduler has spawned a few
-//!   hundred fibers onto never-used slots, a helper thread installs the
-//!   guards and faults in the top pages of the slots just ahead, on another
-//!   core (`WEFT_STACK_PREPARE=off` disables it).
+//! - **A helper thread** ([`helper`]) does the kernel's share on another
+//!   core: once a scheduler has spawned a few hundred fibers onto
+//!   never-used slots, it installs the guards and faults in the top pages
+//!   of the slots just ahead ([`prepare`]); it gives trimmed stacks' memory
+//!   back, and unmaps the slabs of a pool that is dropped
+//!   (`WEFT_STACK_PREPARE=off` disables it).
 //! - **Overflow reports** ([`overflow`]): a fault in any guard page prints
 //!   `fiber stack overflow` with the fiber's name or spawn site, then aborts.
 //!
@@ -58,6 +60,7 @@
 //!
 //! [`RunConfig::stack_size`]: crate::RunConfig::stack_size
 
+mod helper;
 pub(crate) mod os;
 pub(crate) mod overflow;
 mod prepare;
@@ -68,6 +71,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use helper::Returned;
 use os::{GuardChoice, MapBudget};
 use slab::{Slab, SlabStack};
 
@@ -95,12 +99,28 @@ struct SizeClass {
     size: usize,
     /// Slabs of this size; only the last one may have never-used slots.
     slabs: Vec<Slab>,
+    /// The next slab, mapped early so that the helper can prepare its first
+    /// slots before the last slab runs out.
+    next_slab: Option<Slab>,
     /// Idle stacks with their memory, most recently used at the back.
     warm: VecDeque<SlabStack>,
     /// Idle stacks whose memory went back to the OS (guards kept).
     cold: Vec<SlabStack>,
+    /// Trimmed stacks the helper has discarded, on their way to `cold`.
+    back: Arc<Returned>,
+    /// Stacks sent to the helper to discard and not yet moved to `cold`.
+    in_flight: usize,
     /// Never-used slots handed out so far (how hard spawning is pushing).
     fresh_taken: usize,
+}
+
+impl SizeClass {
+    /// Moves the stacks the helper has finished discarding to `cold`.
+    fn take_back(&mut self) {
+        if self.back.any() {
+            self.in_flight -= self.back.take_into(&mut self.cold);
+        }
+    }
 }
 
 /// Per-scheduler pool of stacks, by size.
@@ -161,13 +181,19 @@ impl StackPool {
                 self.classes.push(SizeClass {
                     size,
                     slabs: Vec::new(),
+                    next_slab: None,
                     warm: VecDeque::new(),
                     cold: Vec::new(),
+                    back: Arc::default(),
+                    in_flight: 0,
                     fresh_taken: 0,
                 });
                 self.classes.last_mut().expect("just pushed")
             }
         };
+        if class.warm.is_empty() && class.cold.is_empty() {
+            class.take_back();
+        }
         let stack = match class.warm.pop_back().or_else(|| class.cold.pop()) {
             Some(s) => s,
             None => fresh(class, self.guards, &self.budget)
@@ -191,15 +217,24 @@ impl StackPool {
         class.warm.push_back(stack);
         if class.warm.len() >= self.max_idle.saturating_add(TRIM_BATCH) {
             let n = class.warm.len() - self.max_idle;
-            trim(class, n);
+            // Off to the helper only with marker guards: mprotect-guarded
+            // slabs are unmapped synchronously (see `Slab::release`).
+            let offload = self.guards == GuardChoice::Auto && os::markers_known_good();
+            let cap = if offload {
+                self.max_idle.max(4 * TRIM_BATCH)
+            } else {
+                0
+            };
+            trim(class, n, cap);
         }
     }
 
-    /// Idle stacks held, warm or not (for tests and diagnostics).
+    /// Idle stacks held, warm or not (for tests and diagnostics); those
+    /// being discarded by the helper count.
     pub(crate) fn idle_count(&self) -> usize {
         self.classes
             .iter()
-            .map(|c| c.warm.len() + c.cold.len())
+            .map(|c| c.warm.len() + c.cold.len() + c.in_flight)
             .sum()
     }
 }
@@ -212,51 +247,75 @@ impl Drop for StackPool {
             return;
         }
         for class in self.classes.drain(..) {
-            for slab in class.slabs {
+            let pending = class.in_flight != 0;
+            for slab in class.slabs.into_iter().chain(class.next_slab) {
                 // SAFETY: `outstanding` is zero, so every stack handed out
-                // from this pool's slabs has come back.
-                unsafe { slab.release(&self.budget) };
+                // from this pool's slabs has come back (those the helper is
+                // discarding were sent to it before this, and `pending`
+                // makes the unmap queue behind them).
+                unsafe { slab.release(&self.budget, pending) };
             }
         }
     }
 }
 
-/// A never-used stack from the class's last slab, or from a new one.
+/// A never-used stack from the class's last slab, or from the next one.
 fn fresh(class: &mut SizeClass, guards: GuardChoice, budget: &MapBudget) -> Result<SlabStack> {
     class.fresh_taken += 1;
     let demand = class.fresh_taken;
-    if let Some(slab) = class.slabs.last_mut() {
-        if let Some(s) = slab.take_fresh(guards, budget, demand)? {
-            return Ok(s);
+    if class.slabs.last().is_none_or(Slab::is_full) {
+        let slab = match class.next_slab.take() {
+            Some(s) => s,
+            None => map_next(class, budget)?,
+        };
+        class.slabs.push(slab);
+    }
+    let slab = class.slabs.last_mut().expect("a slab with a free slot");
+    let s = slab
+        .take_fresh(guards, budget)?
+        .expect("a slab that is not full has a free slot");
+    if guards == GuardChoice::Auto && os::markers_known_good() {
+        let beyond = slab.ask_ahead(demand);
+        if beyond > 0 {
+            // The window runs past this slab: map the next one now so the
+            // helper need not stop at the boundary. (If the address space
+            // is short, it waits until it is needed.)
+            if class.next_slab.is_none() {
+                class.next_slab = map_next(class, budget).ok();
+            }
+            if let Some(next) = &mut class.next_slab {
+                next.request_to(beyond);
+            }
         }
     }
-    let capacity = FIRST_SLAB_STACKS << class.slabs.len().min(20);
-    let mut slab = Slab::map(class.size, capacity, budget)?;
-    let s = slab.take_fresh(guards, budget, demand);
-    class.slabs.push(slab);
-    Ok(s?.expect("a new slab has a free slot"))
+    Ok(s)
 }
 
-/// Gives the memory of the `n` coldest warm stacks back to the OS.
-fn trim(class: &mut SizeClass, n: usize) {
+/// Maps the class's next slab, each one twice the last, up to
+/// [`slab::MAX_SLAB_BYTES`].
+fn map_next(class: &SizeClass, budget: &MapBudget) -> Result<Slab> {
+    let capacity = FIRST_SLAB_STACKS << class.slabs.len().min(20);
+    Slab::map(class.size, capacity, budget)
+}
+
+/// Gives the memory of the `n` coldest warm stacks back to the OS: on the
+/// helper thread while at most `cap` stacks would then be on their way
+/// there (which bounds the memory waiting to be given back), else here.
+fn trim(class: &mut SizeClass, n: usize, cap: usize) {
     let mut batch: Vec<SlabStack> = class.warm.drain(..n).collect();
-    batch.sort_unstable_by_key(|s| s.top());
-    let mut i = 0;
-    while i < batch.len() {
-        // Adjacent slots form one range: [bottom of the first, top of the
-        // last), the guards between them included (DONTNEED keeps guards).
-        let mut j = i;
-        while j + 1 < batch.len() && batch[j + 1].guard().0 == batch[j].top() {
-            j += 1;
+    class.take_back();
+    if class.in_flight + n <= cap {
+        match helper::discard(batch, &class.back) {
+            Ok(()) => {
+                class.in_flight += n;
+                return;
+            }
+            Err(stacks) => batch = stacks,
         }
-        let (from, to) = (batch[i].bottom(), batch[j].top());
-        // SAFETY: these stacks are idle (given back by their fibers), so
-        // their contents are dead, and the range lies in our slabs.
-        if let Err(e) = unsafe { os::discard(from, to - from) } {
-            debug_assert!(false, "MADV_DONTNEED failed: {e}");
-        }
-        i = j + 1;
     }
+    // SAFETY: these stacks are idle (given back by their fibers), so their
+    // contents are dead, and they lie in our slabs, which are mapped.
+    unsafe { slab::discard_idle(&batch) };
     class.cold.extend(batch);
 }
 

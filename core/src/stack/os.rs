@@ -114,20 +114,152 @@ pub(crate) unsafe fn install_guard_marker(addr: usize) -> io::Result<()> {
     }
 }
 
-/// `MADV_POPULATE_WRITE` from Linux's uapi headers (5.14+).
-const MADV_POPULATE_WRITE: libc::c_int = 23;
+/// `process_madvise(2)`'s number in Linux's generic system call table,
+/// which every architecture shares for calls numbered 424 and up.
+const SYS_PROCESS_MADVISE: libc::c_long = 440;
 
-/// Faults in `[addr, addr + len)` as if written, without changing what it
-/// holds; a best effort (older kernels refuse it, and then the first real
-/// write faults the page in as usual).
+/// `PIDFD_SELF_THREAD_GROUP` from Linux's uapi headers (6.15+): "this
+/// process" for calls that take a pidfd, with no descriptor to open (and
+/// none that a forked child could inherit pointing at its parent).
+const PIDFD_SELF_PROCESS: libc::c_int = -10001;
+
+/// Ranges per `process_madvise` call: enough to amortise the call, small
+/// enough for the array to sit on a fiber's stack (the owner calls this
+/// while spawning, on the parent fiber's stack, which may be 16 KiB).
+const MAX_IOV: usize = 32;
+
+/// Whether `process_madvise(PIDFD_SELF_PROCESS, ..)` works here: 0 not yet
+/// known, 1 yes, 2 no (before Linux 6.15, or not Linux).
+static BATCH_MADVISE: AtomicU8 = AtomicU8::new(0);
+
+/// Installs guard markers on the pages at `pages` (page-aligned
+/// addresses), with one `process_madvise` call per 32 pages where the
+/// kernel has it (a system call per page costs about a third of a guard's
+/// price), else one `madvise` each. Stops at the first failure.
+///
+/// Only called once the kernel has accepted `MADV_GUARD_INSTALL` (so this
+/// is Linux 6.13 or newer, where the system call number means
+/// `process_madvise`).
 ///
 /// # Safety
-/// The range lies in a mapping of ours.
-pub(crate) unsafe fn populate_write(addr: usize, len: usize) {
-    // SAFETY: by the caller's contract the range is ours; populating never
-    // changes contents (resident pages are left alone, absent ones arrive
-    // zeroed, as a first write would find them).
-    let _ = unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
+/// Every page lies in a mapping of ours and is never used as memory.
+pub(crate) unsafe fn install_guard_markers(pages: &[usize]) -> io::Result<()> {
+    debug_assert_eq!(KERNEL_MARKERS.load(Ordering::Relaxed), 1);
+    let page = page_size();
+    let mut rest = pages;
+    while !rest.is_empty() && BATCH_MADVISE.load(Ordering::Relaxed) != 2 {
+        let n = rest.len().min(MAX_IOV);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        for (v, &p) in iov.iter_mut().zip(&rest[..n]) {
+            *v = libc::iovec {
+                iov_base: p as *mut libc::c_void,
+                iov_len: page,
+            };
+        }
+        // (`syscall` is deprecated on macOS, which never gets here.)
+        #[allow(deprecated)]
+        // SAFETY: `iov` holds `n` initialised entries, each one page the
+        // caller vouches for; the kernel only reads the array.
+        let r = unsafe {
+            libc::syscall(
+                SYS_PROCESS_MADVISE as _,
+                PIDFD_SELF_PROCESS,
+                iov.as_ptr(),
+                n,
+                MADV_GUARD_INSTALL,
+                0u32,
+            )
+        } as isize;
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                // No PIDFD_SELF (before 6.15), or advice refused through
+                // process_madvise: one madvise per page from now on.
+                Some(libc::EBADF) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EPERM) => {
+                    BATCH_MADVISE.store(2, Ordering::Relaxed);
+                    break;
+                }
+                _ => return Err(e),
+            }
+        }
+        BATCH_MADVISE.store(1, Ordering::Relaxed);
+        // A short count means the kernel stopped early; go on from there
+        // (one page at a time if it did nothing at all).
+        let done = (r as usize / page).min(n);
+        if done == 0 {
+            break;
+        }
+        rest = &rest[done..];
+    }
+    for &p in rest {
+        // SAFETY: forwarded from our caller.
+        unsafe { install_guard_marker(p)? };
+    }
+    Ok(())
+}
+
+/// Gives the memory of every range `(addr, len)` back to the OS, like
+/// [`discard`], with one `process_madvise` call per 512 ranges where the
+/// kernel has it. Each `madvise` call that drops pages ends with a TLB
+/// flush, which in a multithreaded process interrupts every other CPU
+/// running it; one call for many ranges flushes once.
+///
+/// # Safety
+/// Every range lies in a mapping of ours and holds nothing anyone still
+/// needs.
+pub(crate) unsafe fn discard_ranges(ranges: &[(usize, usize)]) -> io::Result<()> {
+    const BATCH: usize = 512;
+    for batch in ranges.chunks(BATCH) {
+        if BATCH_MADVISE.load(Ordering::Relaxed) != 2 && markers_known_good() && batch.len() > 1 {
+            let iov: Vec<libc::iovec> = batch
+                .iter()
+                .map(|&(a, l)| libc::iovec {
+                    iov_base: a as *mut libc::c_void,
+                    iov_len: l,
+                })
+                .collect();
+            let total: usize = batch.iter().map(|r| r.1).sum();
+            // (`syscall` is deprecated on macOS, which never gets here:
+            // guard markers are Linux 6.13+.)
+            #[allow(deprecated)]
+            // SAFETY: `iov` describes the ranges the caller vouches for;
+            // the kernel only reads the array.
+            let r = unsafe {
+                libc::syscall(
+                    SYS_PROCESS_MADVISE as _,
+                    PIDFD_SELF_PROCESS,
+                    iov.as_ptr(),
+                    iov.len(),
+                    libc::MADV_DONTNEED,
+                    0u32,
+                )
+            } as isize;
+            if r >= 0 && r as usize == total {
+                BATCH_MADVISE.store(1, Ordering::Relaxed);
+                continue;
+            }
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBADF) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EPERM)
+                ) {
+                    BATCH_MADVISE.store(2, Ordering::Relaxed);
+                }
+            }
+            // Partly done or refused: do the batch range by range (dropping
+            // pages already dropped changes nothing).
+        }
+        for &(a, l) in batch {
+            // SAFETY: forwarded from our caller.
+            unsafe { discard(a, l)? };
+        }
+    }
+    Ok(())
 }
 
 /// How guard pages are made.
@@ -166,6 +298,11 @@ static KERNEL_MARKERS: AtomicU8 = AtomicU8::new(0);
 /// True while guard markers are worth trying.
 pub(crate) fn markers_supported() -> bool {
     KERNEL_MARKERS.load(Ordering::Relaxed) != 2
+}
+
+/// True once the kernel has installed a guard marker.
+pub(crate) fn markers_known_good() -> bool {
+    KERNEL_MARKERS.load(Ordering::Relaxed) == 1
 }
 
 /// Turns `[addr, addr + page)` into a guard page.

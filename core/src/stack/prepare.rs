@@ -1,34 +1,42 @@
-//! Preparing never-used stack slots ahead of demand, on a helper thread.
+//! Preparing never-used stack slots ahead of demand, on the helper thread.
 //!
 //! A fresh slot costs the kernel two things before a fiber can park on it:
 //! its guard marker (`MADV_GUARD_INSTALL`) and the first write fault on its
 //! top page (a page allocated and zeroed). On a 2-vCPU guest that is about
-//! 3 µs per slot, three quarters of the cost of spawning a fiber onto a
-//! fresh stack. When a scheduler is spawning many fibers onto fresh slots,
-//! a helper thread does that work for the slots just ahead of it
-//! (`MADV_GUARD_INSTALL`, then `MADV_POPULATE_WRITE` of the top page), so
-//! it runs on another core while the scheduler runs fibers.
+//! 2-3 µs per slot, most of the cost of spawning a fiber onto a fresh
+//! stack. When a scheduler is spawning many fibers onto fresh slots, the
+//! helper ([`super::helper`]) does that work for the slots just ahead of
+//! it, on another core, a chunk of [`CHUNK`] slots at a time: the chunk's
+//! guards in one `process_madvise` call, then one write into each slot's
+//! top page.
 //!
-//! The owner never waits for the helper: a slot in a chunk the helper has
-//! finished already has its guard; any other slot gets its guard from the
-//! owner as before. The helper works from the far end of the window down
-//! and stops where it meets the owner coming up, so they split the work
-//! without agreeing on a boundary. Installing a guard twice is harmless (the
-//! guard page is never stack memory), and populating a page that is already
-//! resident changes nothing, so a collision costs time, never correctness.
-//! Memory spent ahead is bounded: the helper is asked to run at most as far
-//! ahead as the number of fresh slots already taken, and only once a size
-//! class has handed out [`START_AFTER`] of them, so a program with a few
-//! hundred fibers never starts it.
+//! That write lands in the slot's *reserve*, the top bytes of the slot that
+//! are never part of its stack ([`slab::TOP_RESERVE`]), so it can never
+//! race with a fiber: whoever holds the slot, the helper writes only bytes
+//! no one else reads or writes. (A plain write faults a page in for less
+//! than `MADV_POPULATE_WRITE` does, and unlike it needs no system call.)
+//!
+//! The owner never waits for the helper: a slot in a chunk marked done
+//! already has its guard; for any other slot the owner installs the guard
+//! itself, a whole chunk at a time when it can claim the chunk first. The
+//! helper works from the far end of the window down and stops where it
+//! meets the owner coming up, so they split the work without agreeing on a
+//! boundary. Installing a guard twice is harmless (the guard page is never
+//! stack memory), so a collision costs time, never correctness. Memory
+//! spent ahead is bounded: the helper is asked to run at most as far ahead
+//! as the number of fresh slots already taken (across slabs: the pool maps
+//! the next slab early so the window can run on into it), and only once a
+//! size class has handed out [`START_AFTER`] of them, so a program with a
+//! few hundred fibers never starts it.
 //!
 //! Only marker guards are prepared: `mprotect` guards change the mapping
 //! count, which the owner's budget accounts for.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use super::os;
+use super::helper::{self, Job};
+use super::{os, slab};
 
 /// Fresh slots a size class hands out before the helper is asked to help.
 pub(crate) const START_AFTER: usize = 256;
@@ -36,8 +44,9 @@ pub(crate) const START_AFTER: usize = 256;
 /// Most slots the helper is asked to prepare ahead of the owner.
 const MAX_AHEAD: usize = 4096;
 
-/// Slots per unit of work: the helper claims a chunk before preparing it.
-const CHUNK: usize = 16;
+/// Slots per unit of work: the helper (or the owner) claims a chunk before
+/// installing its guards.
+pub(crate) const CHUNK: usize = 16;
 
 const UNTOUCHED: u8 = 0;
 const CLAIMED: u8 = 1;
@@ -49,8 +58,8 @@ pub(crate) struct SlabPrep {
     stride: usize,
     capacity: usize,
     /// Per chunk of [`CHUNK`] slots: untouched, being prepared, or done
-    /// (every slot in it has its guard and, unless the owner got there
-    /// first, a resident top page).
+    /// (every slot in it has its guard and, if the helper did it, a
+    /// resident top page).
     chunks: Box<[AtomicU8]>,
     /// Slots the owner has handed out: the helper leaves their chunks.
     taken: AtomicUsize,
@@ -91,13 +100,52 @@ impl SlabPrep {
         *self.unmapped.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
+    /// Called by the owner at slot `i`, the first of its chunk, when that
+    /// chunk is not done: claims the chunk and installs all its guards in
+    /// one go. False if the helper has the chunk or a guard failed (the
+    /// owner then guards its slots one by one, as without a helper).
+    pub(crate) fn owner_prepare_chunk(&self, i: usize) -> bool {
+        let chunk = i / CHUNK;
+        if i % CHUNK != 0
+            || self.chunks[chunk]
+                .compare_exchange(UNTOUCHED, CLAIMED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        // SAFETY: the owner calls this while its slab is mapped (it unmaps
+        // only after `retire`, on its own thread). The chunk's slots from
+        // `i` on have never been handed out; guard pages are never memory.
+        if unsafe { self.install_guards(chunk) }.is_err() {
+            return false; // stays claimed: the helper leaves it alone
+        }
+        self.chunks[chunk].store(DONE, Ordering::Release);
+        true
+    }
+
+    /// Installs the guards of every slot of `chunk`.
+    ///
+    /// # Safety
+    /// The slab is mapped.
+    unsafe fn install_guards(&self, chunk: usize) -> std::io::Result<()> {
+        let first = chunk * CHUNK;
+        let last = (first + CHUNK).min(self.capacity);
+        let mut pages = [0usize; CHUNK];
+        for (p, i) in pages.iter_mut().zip(first..last) {
+            *p = self.start + i * self.stride;
+        }
+        // SAFETY: every page is the guard page of a slot of this slab,
+        // which the caller vouches is mapped; a guard page is never stack
+        // memory, whoever holds the slot, so marking it (again) is harmless.
+        unsafe { os::install_guard_markers(&pages[..last - first]) }
+    }
+
     /// Prepares the chunks below slot `to`, from the top down, until it
     /// meets the owner coming up: the owner takes slots in address order,
     /// so starting at the far end splits the window between the two
     /// without either waiting (the owner prepares its own slots until it
     /// reaches the helper's).
-    fn prepare(&self, to: usize) {
-        let page = os::page_size();
+    pub(crate) fn prepare(&self, to: usize) {
         let mut chunk = to.min(self.capacity).div_ceil(CHUNK);
         while chunk > 0 {
             chunk -= 1;
@@ -116,99 +164,41 @@ impl SlabPrep {
             if *gone {
                 return;
             }
-            let mut ok = true;
-            for i in first..(first + CHUNK).min(self.capacity) {
-                let limit = self.start + i * self.stride;
-                // SAFETY: the slab is mapped (`unmapped` is false and we hold
-                // its lock, which `retire` takes before the unmap). The guard
-                // page of a slot is never stack memory, whoever holds the
-                // slot, so marking it (again) is harmless.
-                if unsafe { os::install_guard_marker(limit) }.is_err() {
-                    ok = false;
-                    break;
-                }
-                // SAFETY: as above; populating only faults the page in (one
-                // already resident, in use or not, is left as it is).
-                unsafe { os::populate_write(limit + self.stride - page, page) };
-            }
-            drop(gone);
-            // A chunk that failed stays claimed: the owner guards its slots.
-            if ok {
-                self.chunks[chunk].store(DONE, Ordering::Release);
-            } else {
+            // SAFETY: the slab is mapped (`unmapped` is false and we hold
+            // its lock, which `retire` takes before the unmap).
+            if unsafe { self.install_guards(chunk) }.is_err() {
+                // Stays claimed: the owner guards these slots itself.
                 return;
             }
+            for i in first..(first + CHUNK).min(self.capacity) {
+                let top = self.start + (i + 1) * self.stride;
+                // SAFETY: as above, the slab is mapped; the byte is in the
+                // slot's reserve, above its stack, which no fiber and no
+                // other thread ever reads or writes, so this write races
+                // with nothing. It faults the top page in (or finds it
+                // there, if the owner got to the slot first).
+                unsafe { ((top - slab::TOP_RESERVE) as *mut u8).write_volatile(0) };
+            }
+            drop(gone);
+            self.chunks[chunk].store(DONE, Ordering::Release);
         }
     }
 }
-
-struct Job {
-    slab: Arc<SlabPrep>,
-    to: usize,
-}
-
-/// The process-wide helper thread, started on first use.
-fn helper() -> Option<&'static Mutex<Sender<Job>>> {
-    static HELPER: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
-    HELPER
-        .get_or_init(|| {
-            if std::env::var_os("WEFT_STACK_PREPARE").is_some_and(|v| v == "off") {
-                return None;
-            }
-            let (tx, rx) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("weft-stack-prep".into())
-                .spawn(move || serve(rx))
-                .ok()
-                .map(|_| Mutex::new(tx))
-        })
-        .as_ref()
-}
-
-fn serve(rx: Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        job.slab.prepare(job.to);
-        IDLE.fetch_add(1, Ordering::Release);
-    }
-}
-
-/// Jobs finished by the helper (tests wait on it).
-static IDLE: AtomicUsize = AtomicUsize::new(0);
-/// Jobs sent to the helper.
-static SENT: AtomicUsize = AtomicUsize::new(0);
 
 /// Asks the helper, if any, to prepare the slots of `slab` below `to`
 /// that the owner has not reached.
 pub(crate) fn request(slab: &Arc<SlabPrep>, to: usize) {
-    if !os::markers_supported() {
+    if !os::markers_known_good() {
         return;
     }
-    if let Some(tx) = helper() {
-        let job = Job {
-            slab: slab.clone(),
-            to,
-        };
-        if tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .is_ok()
-        {
-            SENT.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    let _ = helper::send(Job::Prepare {
+        slab: slab.clone(),
+        to,
+    });
 }
 
 /// How far ahead of the owner to ask for, given how many fresh slots its
 /// size class has handed out so far (`None`: too few to bother).
 pub(crate) fn window(demand: usize) -> Option<usize> {
     (demand >= START_AFTER).then(|| demand.min(MAX_AHEAD))
-}
-
-/// Waits until the helper has finished every job sent so far (tests).
-#[cfg(test)]
-pub(crate) fn wait_idle() {
-    while IDLE.load(Ordering::Acquire) < SENT.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
 }

@@ -11,6 +11,10 @@
 //!  ^limit0                        ^base0  ^limit1   ^base1
 //! ```
 //!
+//! The top [`TOP_RESERVE`] bytes of each slot are not part of its stack:
+//! the helper thread writes there to fault a slot's top page in ahead of
+//! use, without ever touching memory a fiber owns (see [`super::prepare`]).
+//!
 //! Nothing is resident until touched, and no swap is reserved, so a slab
 //! for thousands of stacks costs address space only. Slots are handed out
 //! in address order; a slot's guard is installed the first time it is
@@ -25,19 +29,24 @@
 //! overflow.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use corosensei::stack::{Stack, StackPointer};
 
-use std::sync::Arc;
-
+use super::helper::{self, Job};
 use super::os::{self, GuardChoice, GuardKind, MapBudget};
 use super::overflow;
 use super::prepare::{self, SlabPrep};
 use crate::error::{Error, ErrorKind, Result};
 
-/// A stack in a slab: `[limit, limit + page)` is its guard page and
-/// `[limit + page, base)` its memory. Owned by one fiber at a time; freed by
-/// giving it back to the pool it came from.
+/// Bytes at the top of each slot that are not part of its stack (a
+/// multiple of the stack alignment, so the stack's base stays aligned).
+pub(crate) const TOP_RESERVE: usize = 64;
+
+/// A stack in a slab: `[limit, limit + page)` is its guard page,
+/// `[limit + page, base)` its memory, and `[base, base + TOP_RESERVE)` the
+/// slot's reserve. Owned by one fiber at a time; freed by giving it back to
+/// the pool it came from.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct SlabStack {
     base: StackPointer,
@@ -45,9 +54,10 @@ pub(crate) struct SlabStack {
 }
 
 impl SlabStack {
-    /// Usable bytes (the guard page excluded).
+    /// The slot's size less its guard page: the size class it belongs to.
+    /// (The stack proper is [`TOP_RESERVE`] bytes less.)
     pub(crate) fn size(&self) -> usize {
-        self.base.get() - self.limit.get() - os::page_size()
+        self.top() - self.limit.get() - os::page_size()
     }
 
     /// The guard page, as `[start, end)`.
@@ -60,9 +70,41 @@ impl SlabStack {
         self.limit.get() + os::page_size()
     }
 
-    /// Highest address (exclusive): where the stack starts growing down.
+    /// The slot's end (exclusive); the stack starts growing down
+    /// [`TOP_RESERVE`] bytes below it.
     pub(crate) fn top(&self) -> usize {
-        self.base.get()
+        self.base.get() + TOP_RESERVE
+    }
+}
+
+/// Gives the memory of idle stacks back to the OS (guards kept). Adjacent
+/// stacks, in whatever order they come, make one range (their guards
+/// included: DONTNEED keeps guards), and all the ranges go in as few system
+/// calls as the kernel allows.
+///
+/// # Safety
+/// The stacks are idle (no fiber runs on them, their contents are dead)
+/// and their slabs are mapped.
+pub(crate) unsafe fn discard_idle<'a>(stacks: impl IntoIterator<Item = &'a SlabStack>) {
+    let mut slots: Vec<(usize, usize, usize)> = stacks
+        .into_iter()
+        .map(|s| (s.guard().0, s.bottom(), s.top()))
+        .collect();
+    slots.sort_unstable();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (guard, bottom, top) in slots {
+        match ranges.last_mut() {
+            // Adjacent slots: this one's guard starts at the last one's top.
+            Some((from, len)) if *from + *len == guard => *len = top - *from,
+            _ => ranges.push((bottom, top - bottom)),
+        }
+    }
+    // SAFETY: by the caller's contract these stacks' contents are dead, and
+    // each range lies in their (mapped) slabs: it runs from the bottom of
+    // one idle stack to the top of another, across only idle stacks and
+    // the guard pages between them.
+    if let Err(e) = unsafe { os::discard_ranges(&ranges) } {
+        debug_assert!(false, "MADV_DONTNEED failed: {e}");
     }
 }
 
@@ -72,12 +114,15 @@ impl SlabStack {
 // slab stays mapped while any of its stacks is outside the pool (the pool
 // leaks its slabs rather than unmap them under a live stack). `limit` is
 // the slot's start, so the range `[limit, base)` includes the guard, as the
-// trait requires. Both addresses are page multiples (the mapping is
-// page-aligned and the stride is a page multiple), hence aligned to
+// trait requires. `limit` is a page multiple (the mapping is page-aligned
+// and the stride is a page multiple) and `base` is the slot's end, also a
+// page multiple, less `TOP_RESERVE` (64), so both are aligned to
 // `STACK_ALIGNMENT` (16 or less). The usable part, `base - limit - page`,
-// is at least weft's `MIN_STACK_SIZE` (16 KiB), above corosensei's 4 KiB
-// minimum. Each slot is handed to one `SlabStack` at a time, so no two
-// coroutines share memory.
+// is at least weft's `MIN_STACK_SIZE` (16 KiB) less 64 bytes, above
+// corosensei's 4 KiB minimum. Each slot is handed to one `SlabStack` at a
+// time, so no two coroutines share memory; the reserve above `base` is
+// outside the stack, so the helper's writes there touch nothing a
+// coroutine uses.
 unsafe impl Stack for SlabStack {
     #[inline]
     fn base(&self) -> StackPointer {
@@ -110,6 +155,8 @@ pub(crate) struct Slab {
     prep: Option<Arc<SlabPrep>>,
     /// Slots `[0, requested)` have been asked of the helper.
     requested: usize,
+    /// Where the window last asked for ended, maybe past this slab.
+    wanted: usize,
 }
 
 impl Slab {
@@ -142,6 +189,7 @@ impl Slab {
                         registered,
                         prep: None,
                         requested: 0,
+                        wanted: 0,
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && capacity > 1 => {
@@ -186,13 +234,20 @@ impl Slab {
         &mut self,
         choice: GuardChoice,
         budget: &MapBudget,
-        demand: usize,
     ) -> Result<Option<SlabStack>> {
         if self.is_full() {
             return Ok(None);
         }
         let limit = self.start + self.next * self.stride;
-        let kind = if self.prep.as_ref().is_some_and(|p| p.is_prepared(self.next)) {
+        // With a helper at work, the owner installs the guards of a chunk
+        // nobody has claimed in one call as it enters it.
+        let prepared = self.prep.as_ref().is_some_and(|p| {
+            p.is_prepared(self.next)
+                || (choice == GuardChoice::Auto
+                    && os::markers_known_good()
+                    && p.owner_prepare_chunk(self.next))
+        });
+        let kind = if prepared {
             GuardKind::Marker
         } else {
             // SAFETY: the slot lies inside our mapping (`next < capacity`)
@@ -204,10 +259,7 @@ impl Slab {
             self.charged += 2;
         }
         self.next += 1;
-        if kind == GuardKind::Marker && choice == GuardChoice::Auto {
-            self.ask_ahead(demand);
-        }
-        let base = limit + self.stride;
+        let base = limit + self.stride - TOP_RESERVE;
         Ok(Some(SlabStack {
             base: NonZeroUsize::new(base).expect("slab addresses are non-zero"),
             limit: NonZeroUsize::new(limit).expect("slab addresses are non-zero"),
@@ -216,23 +268,41 @@ impl Slab {
 
     /// Keeps the helper preparing slots ahead of `next` once the size class
     /// has handed out `demand` fresh slots, enough to be worth it (see
-    /// [`prepare`]).
-    fn ask_ahead(&mut self, demand: usize) {
+    /// [`prepare`]). Called after a fresh slot was taken with a marker
+    /// guard. Returns how far the window reaches past this slab's end, for
+    /// the pool to ask of the next slab.
+    pub(crate) fn ask_ahead(&mut self, demand: usize) -> usize {
         let Some(window) = prepare::window(demand) else {
-            return;
+            return 0;
         };
-        let (start, stride, capacity) = (self.start, self.stride, self.capacity);
-        let prep = self
-            .prep
-            .get_or_insert_with(|| SlabPrep::new(start, stride, capacity));
-        prep.set_taken(self.next);
-        // Ask again once halfway through what was last asked for.
-        if self.next + window / 2 < self.requested {
+        let next = self.next;
+        self.prep_mut().set_taken(next);
+        // Ask again once halfway through what was last asked for (which
+        // may reach past this slab: then the rest is the next slab's).
+        if self.next + window / 2 < self.wanted {
+            return 0;
+        }
+        let want = self.next + window;
+        self.wanted = want;
+        self.request_to(want);
+        want.saturating_sub(self.capacity)
+    }
+
+    /// Asks the helper to prepare the never-used slots below `to` (at most
+    /// the whole slab), unless that was asked already.
+    pub(crate) fn request_to(&mut self, to: usize) {
+        let to = to.min(self.capacity);
+        if to <= self.requested {
             return;
         }
-        let to = (self.next + window).min(capacity);
-        prepare::request(prep, to);
+        prepare::request(self.prep_mut(), to);
         self.requested = to;
+    }
+
+    fn prep_mut(&mut self) -> &Arc<SlabPrep> {
+        let (start, stride, capacity) = (self.start, self.stride, self.capacity);
+        self.prep
+            .get_or_insert_with(|| SlabPrep::new(start, stride, capacity))
     }
 
     /// Whether the helper has prepared slot `i` (tests).
@@ -248,17 +318,36 @@ impl Slab {
         (limit, limit + self.stride)
     }
 
-    /// Unmaps the slab and returns its mappings to the budget.
+    /// Unmaps the slab and returns its mappings to the budget, on the
+    /// helper thread if there is one (after any job already sent to it).
+    ///
+    /// `discards_pending`: some discard of the pool's stacks may still be
+    /// queued for the helper, so the unmap must queue behind it.
     ///
     /// # Safety
     /// No stack of this slab is in use: every one handed out has come back
-    /// (or was never handed out).
-    pub(crate) unsafe fn release(self, budget: &MapBudget) {
+    /// (or was never handed out), and any discard of its stacks was sent to
+    /// the helper before this.
+    pub(crate) unsafe fn release(self, budget: &Arc<MapBudget>, discards_pending: bool) {
         if let Some(p) = &self.prep {
             p.retire();
         }
         if let Some(i) = self.registered {
             overflow::unregister(i);
+        }
+        // Slabs with mprotect guards are unmapped here and now when
+        // possible, so the budget they are charged to is refunded before
+        // the next spawn. (Pending discards imply a started helper.)
+        if self.charged == 1 || discards_pending {
+            let job = Job::Unmap {
+                start: self.start,
+                len: self.len,
+                charged: self.charged,
+                budget: budget.clone(),
+            };
+            if helper::send_if_started(job).is_ok() {
+                return;
+            }
         }
         // Unmapping can only fail by needing a mapping it cannot have (a
         // split at the edges); then the slab is leaked, still guarded.
