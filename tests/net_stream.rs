@@ -588,6 +588,16 @@ fn write_vectored_sends_the_buffers_in_order(#[case] backend: Backend) {
         let mut got = [0u8; 9];
         y.read_exact(&mut got)?;
         assert_eq!(&got, b"head body");
+        // One buffer with bytes among empty ones (a plain send on io_uring).
+        let one = [
+            std::io::IoSlice::new(b""),
+            std::io::IoSlice::new(b"tail"),
+            std::io::IoSlice::new(b""),
+        ];
+        assert_eq!(x.write_vectored(&one)?, 4);
+        let mut got = [0u8; 4];
+        y.read_exact(&mut got)?;
+        assert_eq!(&got, b"tail");
         Ok(())
     });
 }

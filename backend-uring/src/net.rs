@@ -149,11 +149,17 @@ impl Sink for UringStream {
         self.fd.send(buf)
     }
 
+    /// One `IORING_OP_SEND` when a single buffer holds bytes (the common
+    /// case of a buffered writer), else one `IORING_OP_SENDMSG`: a plain
+    /// send skips the kernel's copying and checking of a `msghdr` and its
+    /// iovec array.
     fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
-        if bufs.iter().all(|b| b.is_empty()) {
-            return Ok(0);
+        let mut full = bufs.iter().filter(|b| !b.is_empty());
+        match (full.next(), full.next()) {
+            (None, _) => Ok(0),
+            (Some(one), None) => self.fd.send(one),
+            _ => self.fd.send_vectored(bufs, None),
         }
-        self.fd.send_vectored(bufs, None)
     }
 
     /// Splices from a file, socket or pipe of this backend (see
