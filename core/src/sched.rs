@@ -15,16 +15,17 @@ use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use corosensei::{Coroutine, CoroutineResult, Yielder};
+use corosensei::{Coroutine, Yielder};
 use slotmap::SlotMap;
 
-use crate::backend::{Driver, Park, Parked, RawHook, Resumer, Shared, WakeSlot};
+use crate::backend::{Driver, RawHook, Resumer, Shared, WakeSlot};
 use crate::cancel::{CancelCtx, CtxFiberKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::local::Locals;
-use crate::stack::overflow::{self, FiberLabel};
+use crate::stack::overflow::FiberLabel;
 use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
 
+mod run_loop;
 mod run_queue;
 mod spawn;
 mod timers;
@@ -389,160 +390,6 @@ impl Scheduler {
 
     pub(crate) fn detached_done(&self) {
         self.detached_live.set(self.detached_live.get() - 1);
-    }
-
-    fn run_fiber(&self, fp: *const Fiber) {
-        // SAFETY: `fp` came off the run queue, so (see `run_queue`) the
-        // table holds an `Rc` to this fiber until it returns, which can only
-        // happen inside the `resume` below; we stop using `f` before
-        // removing the entry.
-        let f = unsafe { &*fp };
-        #[cfg(debug_assertions)]
-        f.queued.set(false);
-        // SAFETY: only this loop touches `coro`, and not re-entrantly: the
-        // fiber being resumed cannot reach its own coroutine cell.
-        let Some(coro) = (unsafe { (*f.coro.get()).as_mut() }) else {
-            return;
-        };
-        self.current_fiber.set(fp);
-        overflow::enter(&f.label);
-        let r = coro.resume(());
-        overflow::leave();
-        self.current_fiber.set(ptr::null());
-        if let CoroutineResult::Return(()) = r {
-            // SAFETY: as above; the coroutine has finished.
-            let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
-            f.ctx.borrow().remove_fiber(f.ctx_key.get());
-            self.stacks.borrow_mut().put(coro.into_stack());
-            let rc = self.fibers.borrow_mut().remove(f.key.get());
-            if let Some(rc) = rc {
-                self.recycle(rc);
-            }
-        }
-    }
-
-    fn drain_remote(&self) {
-        if self.shared.has_remote() {
-            self.shared.drain_remote(|k| self.queue_key(k));
-        }
-    }
-
-    fn io_turn(&self, park: Park) -> Parked {
-        let external = self.shared.has_external();
-        let parked = self.driver.borrow_mut().park(park, external);
-        self.drain_remote();
-        self.fire_timers();
-        parked
-    }
-
-    /// Describes every blocked fiber, for a deadlock report.
-    fn describe_blocked(&self) -> String {
-        let fibers = self.fibers.borrow();
-        let mut lines: Vec<(u64, String)> = fibers
-            .values()
-            .map(|f| {
-                let mut s = format!("fiber #{}", f.id.get());
-                if let Some(n) = &*f.name.borrow() {
-                    s.push_str(&format!(" \"{n}\""));
-                }
-                if let Some(site) = f.site.get() {
-                    s.push_str(&format!(" (forked at {site})"));
-                }
-                let waiting_on = f.waiting_on.get();
-                if waiting_on.is_empty() {
-                    s.push_str(" is blocked");
-                } else {
-                    s.push_str(&format!(" waiting on {waiting_on}"));
-                }
-                (f.id.get(), s)
-            })
-            .collect();
-        lines.sort();
-        lines
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// The main loop: runs until the root fiber finishes or nothing can run.
-    fn run_loop(&self) {
-        let mut leaked = false;
-        loop {
-            if self.root_done.get() {
-                if self.detached_live.get() == 0 {
-                    break;
-                }
-                // The run ends with its main fiber: detached fibers still
-                // running are cancelled (once), and finish inside the run.
-                if !self.detached_ctx.is_cancelled() {
-                    self.detached_ctx.cancel(
-                        self,
-                        Error::msg(ErrorKind::Cancelled, "the run's main fiber has finished"),
-                    );
-                }
-            }
-            self.drain_remote();
-            let next = self.run_queue.pop_front();
-            if let Some(fiber) = next {
-                let b = self.budget.get();
-                if b == 0 {
-                    self.io_turn(Park::Poll);
-                    // One IO/timer turn per pass over the run queue, but not
-                    // more often than every 16 fibers.
-                    self.budget.set(self.run_queue.len().max(16));
-                } else {
-                    self.budget.set(b - 1);
-                }
-                self.run_fiber(fiber);
-                continue;
-            }
-            if self.fire_timers() {
-                continue;
-            }
-            // Nothing runnable: block in the driver.
-            let deadline = self.timers.borrow().first_key_value().map(|(k, _)| k.0);
-            let park = match deadline {
-                Some(d) => Park::Until(d),
-                None => Park::Forever,
-            };
-            if !self.shared.prepare_sleep() {
-                continue;
-            }
-            let parked = self.io_turn(park);
-            self.shared.end_sleep();
-            if let Parked::Stuck = parked {
-                if !self.run_queue.is_empty() {
-                    continue;
-                }
-                if self.root_done.get() {
-                    // Detached fibers, cancelled, that still cannot finish
-                    // (blocked in a protected region): the run is over.
-                    leaked = true;
-                    break;
-                }
-                if self.fatal.borrow().is_some() {
-                    // Already cancelled everything once; what is left is
-                    // blocked where cancellation cannot reach. Leak it.
-                    leaked = true;
-                    break;
-                }
-                let err = Error::msg(ErrorKind::Deadlock, self.describe_blocked());
-                *self.fatal.borrow_mut() = Some(err.clone());
-                self.root_ctx.cancel(self, err);
-            }
-        }
-        let _ = leaked;
-        // Fibers still here are blocked forever: never resume or drop their
-        // coroutines (dropping would unwind them, running code that might
-        // suspend, over borrows that may have ended).
-        let mut fibers = self.fibers.borrow_mut();
-        for (_, f) in fibers.drain() {
-            // SAFETY: the loop has stopped; nothing else touches coroutines.
-            if let Some(c) = unsafe { (*f.coro.get()).take() } {
-                std::mem::forget(c);
-            }
-        }
     }
 }
 
