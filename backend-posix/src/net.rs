@@ -175,7 +175,14 @@ impl Sink for PosixStream {
     }
 
     fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
-        self.s.io(Interest::Writable, |s| s.send_vectored(bufs))
+        // One slice with bytes (a buffered writer's usual flush) goes out
+        // with `send`: `sendmsg` would copy and check a msghdr and iovec.
+        let mut full = bufs.iter().filter(|b| !b.is_empty());
+        match (full.next(), full.next()) {
+            (None, _) => Ok(0),
+            (Some(one), None) => self.write(one),
+            _ => self.s.io(Interest::Writable, |s| s.send_vectored(bufs)),
+        }
     }
 }
 

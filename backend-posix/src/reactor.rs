@@ -3,14 +3,24 @@
 //! A [`Registration`] ties a nonblocking fd to this thread's poller. A fiber
 //! that gets `EAGAIN` calls [`Registration::wait`] and is resumed when the
 //! fd becomes ready (or fails with `Cancelled` if its context is cancelled
-//! first). Interest is armed one-shot, only while someone waits.
+//! first).
+//!
+//! An fd is registered once, edge-triggered, for both directions, so a wait
+//! costs no system call (one-shot interest would need an `epoll_ctl` to
+//! re-arm it before every wait: one more system call per request of a
+//! server). An edge that arrives while nobody waits in its direction is
+//! remembered, and the next wait in that direction returns at once and
+//! forgets it: the caller retries its operation, and waits for real if it
+//! gets `EAGAIN` again. No edge can be missed between a caller's `EAGAIN`
+//! and its wait: events are only dispatched by this thread's scheduler,
+//! which does not run while the caller goes from one to the other.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use polling::{Event, Poller};
+use polling::{Event, PollMode, Poller};
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 use weft_core::backend::{suspend_with_cancel, Resumer};
 use weft_core::{Error, ErrorKind, Result};
@@ -28,6 +38,9 @@ pub enum Interest {
 struct Waiters {
     readers: Vec<Resumer<()>>,
     writers: Vec<Resumer<()>>,
+    /// An edge arrived in this direction while nobody waited for it.
+    read_edge: bool,
+    write_edge: bool,
 }
 
 pub(crate) struct Reactor {
@@ -84,46 +97,51 @@ impl Reactor {
         &self.poller
     }
 
-    /// Wakes the waiters an event is for, and re-arms for those left.
+    /// Wakes the waiters an edge is for, or remembers the edge for the
+    /// next wait in its direction.
     pub(crate) fn dispatch(&self, ev: Event) {
-        let woken = {
-            let mut sources = self.sources.borrow_mut();
-            let Some((fd, w)) = sources.get_mut(slot_key(ev.key)) else {
-                return;
-            };
-            let mut woken = Vec::new();
-            if ev.readable {
-                woken.append(&mut w.readers);
-            }
-            if ev.writable {
-                woken.append(&mut w.writers);
-            }
-            let fd = *fd;
-            let interest = Self::interest(ev.key, w);
-            drop(sources);
-            self.waiting.set(self.waiting.get() - woken.len());
-            // Registrations are one-shot: the event disarmed the fd, so only
-            // waiters left for the other direction need it armed again.
-            if interest.readable || interest.writable {
-                self.rearm(fd, interest);
-            }
-            woken
-        };
-        for r in woken {
-            let _ = r.resume(());
+        if ev.readable {
+            self.edge(ev.key, Interest::Readable);
+        }
+        if ev.writable {
+            self.edge(ev.key, Interest::Writable);
         }
     }
 
-    fn interest(key: usize, w: &Waiters) -> Event {
-        Event::new(key, !w.readers.is_empty(), !w.writers.is_empty())
+    fn edge(&self, key: usize, interest: Interest) {
+        let woken = {
+            let mut sources = self.sources.borrow_mut();
+            let Some((_, w)) = sources.get_mut(slot_key(key)) else {
+                return;
+            };
+            let (waiters, edge) = w.side(interest);
+            if waiters.is_empty() {
+                *edge = true;
+                return;
+            }
+            std::mem::take(waiters)
+        };
+        self.waiting.set(self.waiting.get() - woken.len());
+        let mut delivered = false;
+        for r in woken {
+            delivered |= r.resume(()).is_ok();
+        }
+        if !delivered {
+            // Every waiter had been cancelled already: keep the edge, or
+            // the next wait would sleep through data that is there.
+            if let Some((_, w)) = self.sources.borrow_mut().get_mut(slot_key(key)) {
+                *w.side(interest).1 = true;
+            }
+        }
     }
+}
 
-    fn rearm(&self, fd: RawFd, interest: Event) {
-        // SAFETY: the fd stays open while its Registration exists (the
-        // Registration's owner closes it only after dropping it), and it
-        // was added to the poller in `Registration::new`.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let _ = self.poller.modify(fd, interest);
+impl Waiters {
+    fn side(&mut self, interest: Interest) -> (&mut Vec<Resumer<()>>, &mut bool) {
+        match interest {
+            Interest::Readable => (&mut self.readers, &mut self.read_edge),
+            Interest::Writable => (&mut self.writers, &mut self.write_edge),
+        }
     }
 }
 
@@ -161,10 +179,16 @@ impl Registration {
         let key = event_key(slot);
         // SAFETY: forwarded from our caller: fd is open and outlives the
         // registration, whose Drop deletes it from the poller.
-        let added = unsafe { reactor.poller.add(fd, Event::none(key)) };
+        let added = unsafe {
+            reactor
+                .poller
+                .add_with_mode(fd, Event::all(key), PollMode::Edge)
+        };
         if let Err(e) = added {
             reactor.sources.borrow_mut().remove(slot);
-            return Err(Error::from(e).context(format!("registering fd {fd} with epoll")));
+            return Err(Error::from(e).context(format!(
+                "registering fd {fd} with epoll (edge-triggered, both directions)"
+            )));
         }
         Ok(Registration { reactor, key, fd })
     }
@@ -183,36 +207,34 @@ impl Registration {
             Interest::Readable => "fd readable",
             Interest::Writable => "fd writable",
         };
+        {
+            let mut sources = self.reactor.sources.borrow_mut();
+            let (_, w) = sources.get_mut(slot_key(self.key)).expect("registered");
+            if std::mem::take(w.side(interest).1) {
+                // Ready since the caller last looked, perhaps: let it retry.
+                // Still a cancellation point, as every wait is.
+                drop(sources);
+                return weft_core::fiber::check();
+            }
+        }
         suspend_with_cancel(
             what,
             |r| {
-                let (fd, ev) = {
-                    let mut sources = self.reactor.sources.borrow_mut();
-                    let (fd, w) = sources.get_mut(slot_key(self.key)).expect("registered");
-                    match interest {
-                        Interest::Readable => w.readers.push(r),
-                        Interest::Writable => w.writers.push(r),
-                    }
-                    (*fd, Reactor::interest(self.key, w))
-                };
+                let mut sources = self.reactor.sources.borrow_mut();
+                let (_, w) = sources.get_mut(slot_key(self.key)).expect("registered");
+                w.side(interest).0.push(r);
                 self.reactor.waiting.set(self.reactor.waiting.get() + 1);
-                self.reactor.rearm(fd, ev);
             },
             |r, reason| {
-                let rearm = {
-                    let mut sources = self.reactor.sources.borrow_mut();
-                    sources.get_mut(slot_key(self.key)).map(|(fd, w)| {
-                        let before = w.readers.len() + w.writers.len();
-                        w.readers.retain(|x| !x.same_wait(r));
-                        w.writers.retain(|x| !x.same_wait(r));
-                        let gone = before - (w.readers.len() + w.writers.len());
-                        self.reactor.waiting.set(self.reactor.waiting.get() - gone);
-                        (*fd, Reactor::interest(self.key, w))
-                    })
-                };
-                if let Some((fd, ev)) = rearm {
-                    self.reactor.rearm(fd, ev);
+                let mut sources = self.reactor.sources.borrow_mut();
+                if let Some((_, w)) = sources.get_mut(slot_key(self.key)) {
+                    let before = w.readers.len() + w.writers.len();
+                    w.readers.retain(|x| !x.same_wait(r));
+                    w.writers.retain(|x| !x.same_wait(r));
+                    let gone = before - (w.readers.len() + w.writers.len());
+                    self.reactor.waiting.set(self.reactor.waiting.get() - gone);
                 }
+                drop(sources);
                 let _ = r.fail(Error::cancelled(reason.clone()));
             },
         )

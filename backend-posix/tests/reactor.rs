@@ -82,6 +82,69 @@ fn a_cancelled_wait_leaves_the_registration_usable() {
     close(w);
 }
 
+/// Registrations are edge-triggered: data that arrives while nobody waits
+/// produces its one edge then. A later wait must not sleep through it (no
+/// new edge would come): it returns at once, the caller retries, and only
+/// an `EAGAIN` after that makes it wait for real.
+#[test]
+fn an_edge_while_nobody_waits_is_not_lost() {
+    let (r, w) = pipe();
+    weft_posix::run(&RunConfig::default(), |env| {
+        // SAFETY: `r` stays open until after the run.
+        let reg = unsafe { Registration::new(r) }?;
+        let clock = env.mono_clock();
+        // SAFETY: writing 3 bytes from a valid buffer.
+        assert_eq!(unsafe { libc::write(w, b"abc".as_ptr().cast(), 3) }, 3);
+        // The scheduler polls (and takes the edge) while nobody waits.
+        clock.sleep(Duration::from_millis(20))?;
+        time::with_timeout(clock, Duration::from_secs(2), || {
+            reg.wait(Interest::Readable)
+        })?;
+        assert_eq!(read_some(&reg)?, b"abc");
+        // The edge was used up: with nothing to read, a wait waits.
+        let err = time::with_timeout(clock, Duration::from_millis(30), || {
+            reg.wait(Interest::Readable)
+        })
+        .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        Ok(())
+    })
+    .unwrap();
+    close(r);
+    close(w);
+}
+
+/// A waiter cancelled in the same turn as its data arrives: the edge goes
+/// to nobody, and the next reader still gets the bytes.
+#[test]
+fn an_edge_for_a_cancelled_waiter_reaches_the_next_reader() {
+    let (r, w) = pipe();
+    weft_posix::run(&RunConfig::default(), |_env| {
+        // SAFETY: `r` stays open until after the run.
+        let reg = unsafe { Registration::new(r) }?;
+        let first = fiber::first(
+            || read_some(&reg).map(Some),
+            || {
+                // SAFETY: writing 2 bytes from a valid buffer.
+                assert_eq!(unsafe { libc::write(w, b"hi".as_ptr().cast(), 2) }, 2);
+                Ok(None)
+            },
+        )?;
+        assert_eq!(
+            first, None,
+            "the writer finishes first and cancels the reader"
+        );
+        for _ in 0..3 {
+            fiber::yield_now()?;
+        }
+        assert_eq!(read_some(&reg)?, b"hi");
+        Ok(())
+    })
+    .unwrap();
+    close(r);
+    close(w);
+}
+
 #[test]
 fn a_promise_resolved_by_a_plain_thread_wakes_the_fiber() {
     weft_posix::run(&RunConfig::default(), |_env| {
