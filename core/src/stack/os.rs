@@ -159,20 +159,9 @@ pub(crate) unsafe fn install_guard_markers(pages: &[usize]) -> io::Result<()> {
                 iov_len: page,
             };
         }
-        // (`syscall` is deprecated on macOS, which never gets here.)
-        #[allow(deprecated)]
         // SAFETY: `iov` holds `n` initialised entries, each one page the
-        // caller vouches for; the kernel only reads the array.
-        let r = unsafe {
-            libc::syscall(
-                SYS_PROCESS_MADVISE as _,
-                PIDFD_SELF_PROCESS,
-                iov.as_ptr(),
-                n,
-                MADV_GUARD_INSTALL,
-                0u32,
-            )
-        } as isize;
+        // caller vouches for.
+        let r = unsafe { process_madvise(&iov[..n], MADV_GUARD_INSTALL) };
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -202,6 +191,31 @@ pub(crate) unsafe fn install_guard_markers(pages: &[usize]) -> io::Result<()> {
     Ok(())
 }
 
+/// `process_madvise(PIDFD_SELF, iov, advice)`: one system call for many
+/// ranges of this process. Returns the bytes advised, or -1 with `errno` set.
+///
+/// # Safety
+/// As for `madvise` with `advice` on every range in `iov`; the kernel only
+/// reads the array.
+unsafe fn process_madvise(iov: &[libc::iovec], advice: libc::c_int) -> isize {
+    // (`syscall` is deprecated on macOS, which never gets here: guard
+    // markers are Linux 6.13+.)
+    #[allow(deprecated)]
+    // SAFETY: forwarded from our caller; `iov` is a valid array of
+    // `iov.len()` entries.
+    let r = unsafe {
+        libc::syscall(
+            SYS_PROCESS_MADVISE as _,
+            PIDFD_SELF_PROCESS,
+            iov.as_ptr(),
+            iov.len(),
+            advice,
+            0u32,
+        )
+    };
+    r as isize
+}
+
 /// Gives the memory of every range `(addr, len)` back to the OS, like
 /// [`discard`], with one `process_madvise` call per 512 ranges where the
 /// kernel has it. Each `madvise` call that drops pages ends with a TLB
@@ -223,21 +237,8 @@ pub(crate) unsafe fn discard_ranges(ranges: &[(usize, usize)]) -> io::Result<()>
                 })
                 .collect();
             let total: usize = batch.iter().map(|r| r.1).sum();
-            // (`syscall` is deprecated on macOS, which never gets here:
-            // guard markers are Linux 6.13+.)
-            #[allow(deprecated)]
-            // SAFETY: `iov` describes the ranges the caller vouches for;
-            // the kernel only reads the array.
-            let r = unsafe {
-                libc::syscall(
-                    SYS_PROCESS_MADVISE as _,
-                    PIDFD_SELF_PROCESS,
-                    iov.as_ptr(),
-                    iov.len(),
-                    libc::MADV_DONTNEED,
-                    0u32,
-                )
-            } as isize;
+            // SAFETY: `iov` describes the ranges the caller vouches for.
+            let r = unsafe { process_madvise(&iov, libc::MADV_DONTNEED) };
             if r >= 0 && r as usize == total {
                 BATCH_MADVISE.store(1, Ordering::Relaxed);
                 continue;
