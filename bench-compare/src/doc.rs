@@ -197,15 +197,7 @@ fn results_section(info: &RunInfo, all: &[Measure]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn m(work: Work, imp: Imp, value: f64) -> Measure {
-        Measure {
-            work,
-            imp,
-            value: Some(value),
-            note: String::new(),
-        }
-    }
+    use crate::report::tests::m;
 
     fn info() -> RunInfo {
         RunInfo {

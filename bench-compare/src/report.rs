@@ -427,10 +427,11 @@ pub fn print_table(all: &[Measure]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn m(work: Work, imp: Imp, value: f64) -> Measure {
+    /// A measurement of `value`, with no note (for tests here and in `doc`).
+    pub(crate) fn m(work: Work, imp: Imp, value: f64) -> Measure {
         Measure {
             work,
             imp,

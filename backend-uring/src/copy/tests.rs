@@ -33,6 +33,27 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+/// Copies `src` into `dst`, closes `dst`, and meanwhile reads everything
+/// that comes out of `dst`'s peer `dst_r`: (bytes copied, bytes received).
+fn copy_and_collect(
+    src: &impl Source,
+    dst: impl Sink,
+    dst_r: &impl Source,
+) -> weft_core::Result<(u64, Vec<u8>)> {
+    fiber::pair(
+        || {
+            let n = flow::copy(src, &dst)?;
+            drop(dst);
+            Ok(n)
+        },
+        || {
+            let mut v = Vec::new();
+            dst_r.read_to_end(&mut v)?;
+            Ok(v)
+        },
+    )
+}
+
 /// From a socket: the chunk in the pipe goes back in front of the socket's
 /// stream, and the buffer copy sends it first.
 #[test]
@@ -47,20 +68,7 @@ fn bytes_held_when_the_sink_refuses_go_back_to_a_socket() {
                 drop(src_w);
                 Ok(())
             },
-            || {
-                fiber::pair(
-                    || {
-                        let n = flow::copy(&src, &dst)?;
-                        drop(dst);
-                        Ok(n)
-                    },
-                    || {
-                        let mut v = Vec::new();
-                        dst_r.read_to_end(&mut v)?;
-                        Ok(v)
-                    },
-                )
-            },
+            || copy_and_collect(&src, dst, &dst_r),
         )?;
         assert_eq!(n, want.len() as u64);
         assert!(got == want, "nothing lost or reordered");
@@ -85,18 +93,7 @@ fn bytes_held_when_the_sink_refuses_are_read_again_from_a_file() {
         file.write_all(&want)?;
         file.seek(SeekFrom::Start(10))?;
         let (dst, dst_r) = env.net().socketpair()?;
-        let (n, got) = fiber::pair(
-            || {
-                let n = flow::copy(&file, &dst)?;
-                drop(dst);
-                Ok(n)
-            },
-            || {
-                let mut v = Vec::new();
-                dst_r.read_to_end(&mut v)?;
-                Ok(v)
-            },
-        )?;
+        let (n, got) = copy_and_collect(&file, dst, &dst_r)?;
         assert_eq!(n, (want.len() - 10) as u64);
         assert!(got == want[10..]);
         assert!(crate::stats()?.spliced_bytes > 0);
