@@ -66,7 +66,7 @@ prints figures and the speed-up of each against tokio current_thread.
   --secs S         seconds of load per server/file measurement (default 2, quick 1)
   --reps N         repetitions of a micro-benchmark in one process, median kept (default 3)
   --rounds R       rounds over all runtimes, interleaved; the median round is
-                   reported (default 3, quick 1; not for parked)
+                   reported (default 3, quick 1)
   --file-mib M     size of the random-read file (default 1024, quick 256)
   --parked N       fibers/tasks in the parked workload (default 1000000, quick 200000)
   --data-dir DIR   where to put the data file (default: bench-compare/target/bench-data)

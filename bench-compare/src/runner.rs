@@ -335,8 +335,10 @@ pub fn interleaved_with(
         if !last_note.is_empty() {
             note.push(last_note.to_owned());
         }
-        if let Some(e) = error {
-            note.push(format!("failed in a round: {e}"));
+        match error {
+            Some(e) if v.is_empty() => note.push(e.clone()),
+            Some(e) => note.push(format!("failed in a round: {e}")),
+            None => {}
         }
         (median(v), note.join("; "))
     };
@@ -402,6 +404,9 @@ mod tests {
             }
             Ok((5.0, "note".into()))
         });
+        // A runtime that failed every round says why, once.
+        let none = interleaved(Work::Echo, &[Imp::May], 2, |_| Err("no stack".into()));
+        assert_eq!((none[0].value, none[0].note.as_str()), (None, "no stack"));
         // Runtimes alternate within each round.
         assert_eq!(calls, [Imp::WeftUring, Imp::TokioCt].repeat(3));
         assert_eq!(out[0].value, Some(5.0));
