@@ -8,27 +8,28 @@
 //! runnable the driver blocks until IO, the next timer, or a wake-up from
 //! another thread.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::Location;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use corosensei::{Coroutine, Yielder};
+use corosensei::Coroutine;
 use slotmap::SlotMap;
 
 use crate::backend::{Driver, RawHook, Resumer, Shared, WakeSlot};
-use crate::cancel::{CancelCtx, CtxFiberKey};
+use crate::cancel::CancelCtx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::local::Locals;
-use crate::stack::overflow::FiberLabel;
 use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
 
+mod control;
 mod run_loop;
 mod run_queue;
 mod spawn;
 mod timers;
+use control::{no_ctx, Fiber};
 use run_queue::RunQueue;
 
 slotmap::new_key_type! {
@@ -44,43 +45,6 @@ pub(crate) struct SpawnOpts {
     pub(crate) name: Option<std::borrow::Cow<'static, str>>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) site: Option<&'static Location<'static>>,
-}
-
-/// A fiber's control block. Shared (`Rc`) between the fiber table and the
-/// scheduler's `current` pointer; every field is a `Cell` or `RefCell`
-/// because only this thread ever touches it.
-pub(crate) struct Fiber {
-    /// Only touched by the scheduler loop, never while the fiber runs
-    /// (`run_fiber` resumes it in place through this cell).
-    coro: UnsafeCell<Option<Coro>>,
-    /// Set by the fiber's first instructions; lives on its stack.
-    yielder: Cell<*const Yielder<(), ()>>,
-    /// This fiber's key in the table (so the running fiber knows it).
-    key: Cell<FiberKey>,
-    wake: RefCell<Option<Arc<WakeSlot>>>,
-    ctx: RefCell<Rc<CancelCtx>>,
-    ctx_key: Cell<CtxFiberKey>,
-    hook: Cell<Option<RawHook>>,
-    waiting_on: Cell<&'static str>,
-    id: Cell<u64>,
-    name: RefCell<Option<std::borrow::Cow<'static, str>>>,
-    site: Cell<Option<&'static Location<'static>>>,
-    locals: RefCell<Locals>,
-    /// What a stack overflow report says about this fiber.
-    label: FiberLabel,
-    /// In the run queue now: checks, in debug builds, that a fiber is
-    /// never queued twice (the run queue's pointers rely on it).
-    #[cfg(debug_assertions)]
-    queued: Cell<bool>,
-}
-
-impl Fiber {
-    /// Notes (in debug builds) that the fiber enters the run queue.
-    #[inline(always)]
-    fn mark_queued(&self) {
-        #[cfg(debug_assertions)]
-        assert!(!self.queued.replace(true), "a fiber was queued twice");
-    }
 }
 
 /// Run-time configuration shared by every backend.
@@ -221,7 +185,7 @@ impl Scheduler {
     /// `Err(Cancelled)` if the current fiber's context is cancelled.
     #[inline]
     pub(crate) fn check_cancelled(&self) -> Result<()> {
-        let ctx = self.cur().ctx.borrow();
+        let ctx = self.cur().ctx();
         if ctx.is_cancelled() {
             return ctx.check_slow();
         }
@@ -229,16 +193,17 @@ impl Scheduler {
     }
 
     pub(crate) fn current_ctx(&self) -> Rc<CancelCtx> {
-        self.cur().ctx.borrow().clone()
+        self.cur().ctx_rc()
     }
 
+    #[inline]
     pub(crate) fn current_locals(&self) -> Locals {
-        self.cur().locals.borrow().clone()
+        self.cur().locals()
     }
 
     /// Replaces the current fiber's bindings, returning the old ones.
     pub(crate) fn replace_current_locals(&self, locals: Locals) -> Locals {
-        self.cur().locals.replace(locals)
+        self.cur().set_locals(locals)
     }
 
     /// Moves the current fiber into `ctx`, returning the context it left.
@@ -246,7 +211,7 @@ impl Scheduler {
         let key = self.current_key();
         let f = self.cur();
         let new_key = ctx.add_fiber(key);
-        let old = f.ctx.replace(ctx);
+        let old = f.set_ctx(ctx).unwrap_or_else(|| no_ctx());
         old.remove_fiber(f.ctx_key.replace(new_key));
         old
     }
@@ -257,10 +222,7 @@ impl Scheduler {
     pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
         let key = self.current_key();
         self.cur()
-            .wake
-            .borrow_mut()
-            .get_or_insert_with(|| Arc::new(WakeSlot::new(key, self.shared.clone())))
-            .clone()
+            .wake_or_insert(|| Arc::new(WakeSlot::new(key, self.shared.clone())))
     }
 
     /// Switches away from the current fiber until something queues it again.
@@ -286,7 +248,7 @@ impl Scheduler {
         Self::switch_out_of(f);
         // `f` is still this fiber's control block: the table keeps it
         // alive while the fiber exists, and it does not move.
-        let ctx = f.ctx.borrow();
+        let ctx = f.ctx();
         if ctx.is_cancelled() {
             return ctx.check_slow();
         }

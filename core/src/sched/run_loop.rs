@@ -33,7 +33,7 @@ impl Scheduler {
         if let CoroutineResult::Return(()) = r {
             // SAFETY: as above; the coroutine has finished.
             let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
-            f.ctx.borrow().remove_fiber(f.ctx_key.get());
+            f.ctx().remove_fiber(f.ctx_key.get());
             self.stacks.borrow_mut().put(coro.into_stack());
             let rc = self.fibers.borrow_mut().remove(f.key.get());
             if let Some(rc) = rc {
@@ -63,7 +63,7 @@ impl Scheduler {
             .values()
             .map(|f| {
                 let mut s = format!("fiber #{}", f.id.get());
-                if let Some(n) = &*f.name.borrow() {
+                if let Some(n) = f.name() {
                     s.push_str(&format!(" \"{n}\""));
                 }
                 if let Some(site) = f.site.get() {

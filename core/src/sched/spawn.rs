@@ -1,10 +1,9 @@
 //! Making fibers: a new coroutine on a pooled stack, with a control block
 //! reused from a finished fiber where one is spare.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use corosensei::Yielder;
 
@@ -54,26 +53,28 @@ impl Scheduler {
                 // is the only reference to its coroutine cell.
                 unsafe { *f.coro.get() = Some(coro) };
                 f.yielder.set(ptr::null());
-                *f.ctx.borrow_mut() = ctx.clone();
                 f.id.set(id);
-                *f.name.borrow_mut() = opts.name;
                 f.site.set(opts.site);
-                *f.locals.borrow_mut() = locals;
+                // The spare's context, name and bindings were taken or
+                // reset by `recycle`: nothing to drop.
+                let old = (f.set_ctx(ctx), f.set_name(opts.name), f.set_locals(locals));
+                debug_assert!(old.0.is_none() && old.1.is_none());
+                drop(old);
                 f
             }
             None => Rc::new(Fiber {
                 coro: UnsafeCell::new(Some(coro)),
                 yielder: Cell::new(ptr::null()),
                 key: Cell::new(FiberKey::default()),
-                wake: RefCell::new(None),
-                ctx: RefCell::new(ctx.clone()),
+                wake: UnsafeCell::new(None),
+                ctx: UnsafeCell::new(Some(ctx)),
                 ctx_key: Cell::new(CtxFiberKey::default()),
                 hook: Cell::new(None),
                 waiting_on: Cell::new(""),
                 id: Cell::new(id),
-                name: RefCell::new(opts.name),
+                name: UnsafeCell::new(opts.name),
                 site: Cell::new(opts.site),
-                locals: RefCell::new(locals),
+                locals: UnsafeCell::new(locals),
                 label: FiberLabel::default(),
                 #[cfg(debug_assertions)]
                 queued: Cell::new(false),
@@ -83,18 +84,20 @@ impl Scheduler {
         // label before dropping it (or the fiber is respawned, which sets
         // the label again).
         unsafe {
-            let name = fiber.name.borrow();
-            fiber
-                .label
-                .set(id, name.as_deref(), fiber.site.get(), guard);
+            fiber.label.set(id, fiber.name(), fiber.site.get(), guard);
         }
-        let key = self.fibers.borrow_mut().insert(fiber.clone());
+        let ptr = Rc::as_ptr(&fiber);
+        let key = self.fibers.borrow_mut().insert(fiber);
+        // SAFETY: the table now holds the only `Rc` to the control block,
+        // and keeps it until the fiber returns, which it cannot do before
+        // it runs; nothing here removes it.
+        let fiber = unsafe { &*ptr };
         fiber.key.set(key);
-        fiber.ctx_key.set(ctx.add_fiber(key));
-        if let Some(w) = &*fiber.wake.borrow() {
+        fiber.ctx_key.set(fiber.ctx().add_fiber(key));
+        if let Some(w) = fiber.wake() {
             w.reassign(key);
         }
-        Ok(NewFiber(Rc::as_ptr(&fiber)))
+        Ok(NewFiber(ptr))
     }
 
     /// Keeps a finished fiber's control block (and wake slot, if no
@@ -103,16 +106,15 @@ impl Scheduler {
         if Rc::strong_count(&f) != 1 {
             return;
         }
-        {
-            let mut w = f.wake.borrow_mut();
-            if w.as_ref().is_some_and(|a| Arc::strong_count(a) != 1) {
-                *w = None;
-            }
-        }
-        *f.locals.borrow_mut() = Locals::default();
+        f.drop_shared_wake();
         f.label.clear();
-        *f.name.borrow_mut() = None;
-        *f.ctx.borrow_mut() = self.root_ctx.clone();
+        // Dropped after the writes: their destructors may run user code.
+        let old = (
+            f.set_locals(Locals::default()),
+            f.set_name(None),
+            f.take_ctx(),
+        );
+        drop(old);
         let mut spare = self.spare_fibers.borrow_mut();
         if spare.len() < 1024 {
             spare.push(f);

@@ -1,0 +1,184 @@
+//! A fiber's control block: what the scheduler keeps about each fiber, and
+//! the accessors that keep its unchecked cells sound.
+
+use std::cell::{Cell, UnsafeCell};
+use std::panic::Location;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use corosensei::Yielder;
+
+use super::{Coro, FiberKey};
+use crate::backend::{RawHook, WakeSlot};
+use crate::cancel::{CancelCtx, CtxFiberKey};
+use crate::local::Locals;
+use crate::stack::overflow::FiberLabel;
+
+/// A fiber's control block. Shared (`Rc`) between the fiber table and the
+/// scheduler's `current` pointer; only this thread ever touches it.
+///
+/// The fields that own values (`ctx`, `name`, `locals`, `wake`) are plain
+/// `UnsafeCell`s rather than `RefCell`s: each is written only by the fiber
+/// itself while it runs, or by the scheduler before the fiber first runs
+/// and after it returns, through the accessors below, which never hand out
+/// a reference that outlives a write (old values are dropped after the
+/// write is complete). A borrow flag would cost a check and two stores per
+/// access on the spawn and switch paths.
+pub(crate) struct Fiber {
+    /// Only touched by the scheduler loop, never while the fiber runs
+    /// (`run_fiber` resumes it in place through this cell).
+    pub(super) coro: UnsafeCell<Option<Coro>>,
+    /// Set by the fiber's first instructions; lives on its stack.
+    pub(super) yielder: Cell<*const Yielder<(), ()>>,
+    /// This fiber's key in the table (so the running fiber knows it).
+    pub(super) key: Cell<FiberKey>,
+    pub(super) wake: UnsafeCell<Option<Arc<WakeSlot>>>,
+    /// The fiber's cancellation context; `None` only while the control
+    /// block is spare (so that it keeps no finished switch's context alive).
+    pub(super) ctx: UnsafeCell<Option<Rc<CancelCtx>>>,
+    pub(super) ctx_key: Cell<CtxFiberKey>,
+    pub(super) hook: Cell<Option<RawHook>>,
+    pub(super) waiting_on: Cell<&'static str>,
+    pub(super) id: Cell<u64>,
+    pub(super) name: UnsafeCell<Option<std::borrow::Cow<'static, str>>>,
+    pub(super) site: Cell<Option<&'static Location<'static>>>,
+    pub(super) locals: UnsafeCell<Locals>,
+    /// What a stack overflow report says about this fiber.
+    pub(super) label: FiberLabel,
+    /// In the run queue now: checks, in debug builds, that a fiber is
+    /// never queued twice (the run queue's pointers rely on it).
+    #[cfg(debug_assertions)]
+    pub(super) queued: Cell<bool>,
+}
+
+impl Fiber {
+    /// Notes (in debug builds) that the fiber enters the run queue.
+    #[inline(always)]
+    pub(super) fn mark_queued(&self) {
+        #[cfg(debug_assertions)]
+        assert!(!self.queued.replace(true), "a fiber was queued twice");
+    }
+
+    /// The fiber's context. The reference must not be held across
+    /// [`set_ctx`](Self::set_ctx) or [`take_ctx`](Self::take_ctx): callers
+    /// use it at once (to test the flag, clone it, or remove the fiber).
+    #[inline(always)]
+    pub(super) fn ctx(&self) -> &CancelCtx {
+        // SAFETY: `Fiber` is `!Sync`, so only this thread reaches the cell,
+        // and the only writers (`set_ctx`, `take_ctx`) are never called
+        // while a reference returned here is in use (see above).
+        match unsafe { &*self.ctx.get() } {
+            Some(c) => c,
+            None => no_ctx(),
+        }
+    }
+
+    /// A counted reference to the fiber's context.
+    #[inline]
+    pub(super) fn ctx_rc(&self) -> Rc<CancelCtx> {
+        // SAFETY: as in `ctx`; the clone runs no code that reaches the cell.
+        match unsafe { &*self.ctx.get() } {
+            Some(c) => c.clone(),
+            None => no_ctx(),
+        }
+    }
+
+    /// Replaces the fiber's context, returning the old one (dropped by the
+    /// caller, after the write).
+    #[inline]
+    pub(super) fn set_ctx(&self, ctx: Rc<CancelCtx>) -> Option<Rc<CancelCtx>> {
+        // SAFETY: only this thread reaches the cell (`Fiber` is `!Sync`),
+        // and no reference from `ctx()` is alive: every caller takes one
+        // only for the duration of a call that does not reach here.
+        unsafe { (*self.ctx.get()).replace(ctx) }
+    }
+
+    /// Takes the context of a fiber that has returned.
+    #[inline]
+    pub(super) fn take_ctx(&self) -> Option<Rc<CancelCtx>> {
+        // SAFETY: as in `set_ctx`.
+        unsafe { (*self.ctx.get()).take() }
+    }
+
+    /// The fiber's name, for a deadlock report or its overflow label. The
+    /// name only changes at spawn and recycle, when nothing holds it.
+    #[inline]
+    pub(super) fn name(&self) -> Option<&str> {
+        // SAFETY: `name` is written only by `spawn` (on a control block
+        // that is in no table and not running) and by `recycle` (after the
+        // fiber has returned and left the table); neither runs while a
+        // caller of this method (a deadlock report, `spawn` itself after
+        // its write) holds the reference.
+        unsafe { (*self.name.get()).as_deref() }
+    }
+
+    /// Replaces the fiber's name (spawn and recycle only), returning the
+    /// old one for the caller to drop after the write.
+    #[inline]
+    pub(super) fn set_name(
+        &self,
+        name: Option<std::borrow::Cow<'static, str>>,
+    ) -> Option<std::borrow::Cow<'static, str>> {
+        // SAFETY: see `name`: no reference into the cell is alive here.
+        unsafe { std::mem::replace(&mut *self.name.get(), name) }
+    }
+
+    /// Replaces the fiber's bindings, returning the old ones for the
+    /// caller to drop after the write.
+    #[inline]
+    pub(super) fn set_locals(&self, locals: Locals) -> Locals {
+        // SAFETY: only this thread reaches the cell, and no reference into
+        // it outlives a call: `locals()` clones.
+        unsafe { std::mem::replace(&mut *self.locals.get(), locals) }
+    }
+
+    /// A copy of the fiber's bindings (one reference count).
+    #[inline]
+    pub(super) fn locals(&self) -> Locals {
+        // SAFETY: as in `set_locals`; cloning runs no code that reaches the
+        // cell.
+        unsafe { (*self.locals.get()).clone() }
+    }
+
+    /// The fiber's wake slot, if it has one.
+    #[inline]
+    pub(super) fn wake(&self) -> Option<&Arc<WakeSlot>> {
+        // SAFETY: the slot is written only by `wake_or_insert` (by the
+        // fiber itself, while it runs, filling an empty cell) and by
+        // `drop_shared_wake` (in `recycle`, after it returned); callers use
+        // the reference at once, across neither.
+        unsafe { (*self.wake.get()).as_ref() }
+    }
+
+    /// The fiber's wake slot, made by `make` if it has none yet.
+    #[inline]
+    pub(super) fn wake_or_insert(&self, make: impl FnOnce() -> Arc<WakeSlot>) -> Arc<WakeSlot> {
+        if let Some(w) = self.wake() {
+            return w.clone();
+        }
+        let w = make();
+        // SAFETY: the cell is empty (checked above; `make` only allocates)
+        // and no reference into it is alive.
+        unsafe { *self.wake.get() = Some(w.clone()) };
+        w
+    }
+
+    /// Drops the wake slot if anything but this block still refers to it
+    /// (a resumer of the finished fiber), so the next fiber gets its own.
+    #[inline]
+    pub(super) fn drop_shared_wake(&self) {
+        if self.wake().is_some_and(|a| Arc::strong_count(a) != 1) {
+            // SAFETY: no reference into the cell is alive (the one above
+            // ended), and only this thread reaches it.
+            let old = unsafe { (*self.wake.get()).take() };
+            drop(old);
+        }
+    }
+}
+
+/// A control block without a context is a spare one, which never runs.
+#[cold]
+#[inline(never)]
+pub(super) fn no_ctx() -> ! {
+    panic!("weft: internal error: a spare fiber control block was used as a running fiber")
+}
