@@ -65,6 +65,7 @@ impl FiberLabel {
     /// # Safety
     /// `name` stays valid and unchanged until the label is set again or
     /// cleared (the handler reads it while the fiber runs).
+    #[inline]
     pub(crate) unsafe fn set(
         &self,
         id: u64,
@@ -80,6 +81,7 @@ impl FiberLabel {
     }
 
     /// Forgets the name (before the string it points to is dropped).
+    #[inline]
     pub(crate) fn clear(&self) {
         self.name.set((ptr::null(), 0));
         self.site.set(None);
