@@ -380,6 +380,7 @@ impl<'sw> Switch<'sw, '_> {
     }
 
     /// The cancellation to report instead of forking, if the switch is off.
+    #[inline]
     fn refuse_fork(&self) -> Option<Error> {
         assert!(
             !self.state.finished.get(),

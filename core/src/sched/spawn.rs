@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use corosensei::Yielder;
 
-use super::{current, Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
+use super::{Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
 use crate::cancel::{CancelCtx, CtxFiberKey};
 use crate::error::Result;
 use crate::local::Locals;
@@ -28,42 +28,25 @@ impl Scheduler {
     ) -> Result<NewFiber> {
         let stack = self.stacks.borrow_mut().get(opts.stack_size)?;
         let guard = stack.guard().0;
-        let func = move |y: &Yielder<(), ()>, ()| {
-            if let Ok(s) = current() {
-                s.cur().yielder.set(y);
-            }
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
-                // Fiber bodies built by weft catch their own panics; reaching
-                // here means an internal bug, and unwinding further would
-                // corrupt the scheduler.
-                eprintln!("weft: internal error: panic escaped a fiber body");
-                std::process::abort();
-            }
-        };
-        // SAFETY: forwarded from our caller: borrowed data outlives the
-        // coroutine's completion, and a coroutine that never completes is
-        // leaked (never resumed nor dropped) by `run_scheduler`.
-        let coro = unsafe { Coro::with_stack_unchecked(stack, func) };
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let spare = self.spare_fibers.borrow_mut().pop();
         let fiber = match spare {
             Some(f) => {
-                // SAFETY: a spare fiber is in no table and not running; this
-                // is the only reference to its coroutine cell.
-                unsafe { *f.coro.get() = Some(coro) };
                 f.yielder.set(ptr::null());
                 f.id.set(id);
                 f.site.set(opts.site);
-                // The spare's context, name and bindings were taken or
-                // reset by `recycle`: nothing to drop.
+                // `recycle` took the spare's context and emptied its name
+                // and bindings: what comes back owns nothing, and forgetting
+                // it spares the drop glue (were it ever otherwise, it would
+                // leak, not misbehave).
                 let old = (f.set_ctx(ctx), f.set_name(opts.name), f.set_locals(locals));
-                debug_assert!(old.0.is_none() && old.1.is_none());
-                drop(old);
+                debug_assert!(old.0.is_none() && old.1.is_none() && old.2.is_empty());
+                std::mem::forget(old);
                 f
             }
             None => Rc::new(Fiber {
-                coro: UnsafeCell::new(Some(coro)),
+                coro: UnsafeCell::new(None),
                 yielder: Cell::new(ptr::null()),
                 key: Cell::new(FiberKey::default()),
                 wake: UnsafeCell::new(None),
@@ -80,24 +63,46 @@ impl Scheduler {
                 queued: Cell::new(false),
             }),
         };
+        let fp = Rc::as_ptr(&fiber);
+        let func = move |y: &Yielder<(), ()>, ()| {
+            // SAFETY: `fp` is this fiber's control block, which the fiber
+            // table keeps alive until the fiber returns (it is removed only
+            // after `resume` reports the return), and we are that fiber.
+            unsafe { (*fp).yielder.set(y) };
+            // Fiber bodies built by weft catch their own panics; one that
+            // escapes is an internal bug, and unwinding into the scheduler
+            // would corrupt it. A guard aborts then, at no cost otherwise
+            // (where `catch_unwind` would move `body` into a frame of its
+            // own).
+            let abort = AbortOnUnwind;
+            body();
+            std::mem::forget(abort);
+        };
+        // SAFETY: forwarded from our caller: borrowed data outlives the
+        // coroutine's completion, and a coroutine that never completes is
+        // leaked (never resumed nor dropped) by `run_scheduler`.
+        let coro = unsafe { Coro::with_stack_unchecked(stack, func) };
+        // SAFETY: the control block is new or spare: in no table and not
+        // running, so nothing else reaches its coroutine cell (empty: a
+        // spare's coroutine was taken when it returned).
+        unsafe { *fiber.coro.get() = Some(coro) };
         // SAFETY: the name lives in `fiber.name` until `recycle` clears the
         // label before dropping it (or the fiber is respawned, which sets
         // the label again).
         unsafe {
             fiber.label.set(id, fiber.name(), fiber.site.get(), guard);
         }
-        let ptr = Rc::as_ptr(&fiber);
         let key = self.fibers.borrow_mut().insert(fiber);
         // SAFETY: the table now holds the only `Rc` to the control block,
         // and keeps it until the fiber returns, which it cannot do before
         // it runs; nothing here removes it.
-        let fiber = unsafe { &*ptr };
+        let fiber = unsafe { &*fp };
         fiber.key.set(key);
         fiber.ctx_key.set(fiber.ctx().add_fiber(key));
         if let Some(w) = fiber.wake() {
             w.reassign(key);
         }
-        Ok(NewFiber(ptr))
+        Ok(NewFiber(fp))
     }
 
     /// Keeps a finished fiber's control block (and wake slot, if no
@@ -119,5 +124,16 @@ impl Scheduler {
         if spare.len() < 1024 {
             spare.push(f);
         }
+    }
+}
+
+/// Aborts the process if dropped: armed around a fiber's body, and
+/// forgotten once the body returns, so only an unwinding panic drops it.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("weft: internal error: panic escaped a fiber body");
+        std::process::abort();
     }
 }
