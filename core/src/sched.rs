@@ -29,6 +29,7 @@ mod run_loop;
 mod run_queue;
 mod spawn;
 mod timers;
+pub(crate) use control::Members;
 use control::{no_ctx, Fiber};
 use run_queue::RunQueue;
 
@@ -208,12 +209,10 @@ impl Scheduler {
 
     /// Moves the current fiber into `ctx`, returning the context it left.
     pub(crate) fn enter_ctx(&self, ctx: Rc<CancelCtx>) -> Rc<CancelCtx> {
-        let key = self.current_key();
         let f = self.cur();
-        let new_key = ctx.add_fiber(key);
-        let old = f.set_ctx(ctx).unwrap_or_else(|| no_ctx());
-        old.remove_fiber(f.ctx_key.replace(new_key));
-        old
+        f.leave(f.ctx().members());
+        f.join(ctx.members());
+        f.set_ctx(ctx).unwrap_or_else(|| no_ctx())
     }
 
     /// The running fiber's wake slot (made on first use). Its control block

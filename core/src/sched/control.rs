@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
+use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use corosensei::Yielder;
 
 use super::{Coro, FiberKey};
 use crate::backend::{RawHook, WakeSlot};
-use crate::cancel::{CancelCtx, CtxFiberKey};
+use crate::cancel::CancelCtx;
 use crate::local::Locals;
 use crate::stack::overflow::FiberLabel;
 
@@ -36,7 +37,9 @@ pub(crate) struct Fiber {
     /// The fiber's cancellation context; `None` only while the control
     /// block is spare (so that it keeps no finished switch's context alive).
     pub(super) ctx: UnsafeCell<Option<Rc<CancelCtx>>>,
-    pub(super) ctx_key: Cell<CtxFiberKey>,
+    /// Neighbours in the list of the fibers of `ctx` (see [`Members`]).
+    pub(super) ctx_prev: Cell<*const Fiber>,
+    pub(super) ctx_next: Cell<*const Fiber>,
     pub(super) hook: Cell<Option<RawHook>>,
     pub(super) waiting_on: Cell<&'static str>,
     pub(super) id: Cell<u64>,
@@ -173,6 +176,93 @@ impl Fiber {
             let old = unsafe { (*self.wake.get()).take() };
             drop(old);
         }
+    }
+}
+
+impl Fiber {
+    /// Adds this fiber at the end of `m`, the member list of the context
+    /// it is entering. It must be in the fiber table, and in no list.
+    #[inline]
+    pub(super) fn join(&self, m: &Members) {
+        let tail = m.tail.get();
+        self.ctx_prev.set(tail);
+        self.ctx_next.set(ptr::null());
+        if tail.is_null() {
+            m.head.set(self);
+        } else {
+            // SAFETY: `tail` is a member of `m`, so (see `Members`) a live
+            // control block.
+            unsafe { (*tail).ctx_next.set(self) };
+        }
+        m.tail.set(self);
+    }
+
+    /// Removes this fiber from `m`, the member list of its context.
+    #[inline]
+    pub(super) fn leave(&self, m: &Members) {
+        let (prev, next) = (self.ctx_prev.get(), self.ctx_next.get());
+        debug_assert!(!prev.is_null() || ptr::eq(m.head.get(), self));
+        debug_assert!(!next.is_null() || ptr::eq(m.tail.get(), self));
+        if prev.is_null() {
+            m.head.set(next);
+        } else {
+            // SAFETY: a neighbour in `m` is a member, so a live block.
+            let p = unsafe { &*prev };
+            debug_assert!(ptr::eq(p.ctx_next.get(), self), "member list broken");
+            p.ctx_next.set(next);
+        }
+        if next.is_null() {
+            m.tail.set(prev);
+        } else {
+            // SAFETY: as above.
+            let n = unsafe { &*next };
+            debug_assert!(ptr::eq(n.ctx_prev.get(), self), "member list broken");
+            n.ctx_prev.set(prev);
+        }
+    }
+}
+
+/// The fibers in one cancellation context, oldest member first: a list
+/// linked through their control blocks. Joining and leaving are a few
+/// pointer writes, where a table would cost an insert and a remove (with
+/// their borrow-flag checks) on every spawn and finish.
+///
+/// Every block in a list is alive: a fiber joins its context's list while
+/// it is in the scheduler's fiber table (whose `Rc` keeps its block), and
+/// leaves it before it leaves the table (when it returns, or when the run
+/// ends with it still blocked) and before it moves to another context. A
+/// member also holds an `Rc` of the context, so no list is dropped with
+/// members in it.
+pub(crate) struct Members {
+    head: Cell<*const Fiber>,
+    tail: Cell<*const Fiber>,
+}
+
+impl Members {
+    /// An empty list.
+    pub(crate) const fn new() -> Members {
+        Members {
+            head: Cell::new(ptr::null()),
+            tail: Cell::new(ptr::null()),
+        }
+    }
+
+    /// The keys of the members, oldest first.
+    pub(crate) fn keys(&self) -> Vec<FiberKey> {
+        let mut keys = Vec::new();
+        let mut last = ptr::null();
+        let mut p = self.head.get();
+        while !p.is_null() {
+            // SAFETY: `p` is a member (the head, or a member's successor),
+            // so a live control block (see above).
+            let f = unsafe { &*p };
+            debug_assert!(ptr::eq(f.ctx_prev.get(), last), "member list broken");
+            keys.push(f.key.get());
+            last = p;
+            p = f.ctx_next.get();
+        }
+        debug_assert!(ptr::eq(self.tail.get(), last), "member list broken");
+        keys
     }
 }
 

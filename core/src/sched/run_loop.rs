@@ -33,7 +33,7 @@ impl Scheduler {
         if let CoroutineResult::Return(()) = r {
             // SAFETY: as above; the coroutine has finished.
             let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
-            f.ctx().remove_fiber(f.ctx_key.get());
+            f.leave(f.ctx().members());
             self.stacks.borrow_mut().put(coro.into_stack());
             let rc = self.fibers.borrow_mut().remove(f.key.get());
             if let Some(rc) = rc {
@@ -158,6 +158,11 @@ impl Scheduler {
         // coroutines (dropping would unwind them, running code that might
         // suspend, over borrows that may have ended).
         let mut fibers = self.fibers.borrow_mut();
+        // They leave their contexts' member lists first: the lists must
+        // only hold blocks the table keeps alive.
+        for f in fibers.values() {
+            f.leave(f.ctx().members());
+        }
         for (_, f) in fibers.drain() {
             // SAFETY: the loop has stopped; nothing else touches coroutines.
             if let Some(c) = unsafe { (*f.coro.get()).take() } {

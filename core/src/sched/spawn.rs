@@ -8,7 +8,7 @@ use std::rc::Rc;
 use corosensei::Yielder;
 
 use super::{Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
-use crate::cancel::{CancelCtx, CtxFiberKey};
+use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::local::Locals;
 use crate::stack::overflow::FiberLabel;
@@ -51,7 +51,8 @@ impl Scheduler {
                 key: Cell::new(FiberKey::default()),
                 wake: UnsafeCell::new(None),
                 ctx: UnsafeCell::new(Some(ctx)),
-                ctx_key: Cell::new(CtxFiberKey::default()),
+                ctx_prev: Cell::new(ptr::null()),
+                ctx_next: Cell::new(ptr::null()),
                 hook: Cell::new(None),
                 waiting_on: Cell::new(""),
                 id: Cell::new(id),
@@ -98,7 +99,7 @@ impl Scheduler {
         // it runs; nothing here removes it.
         let fiber = unsafe { &*fp };
         fiber.key.set(key);
-        fiber.ctx_key.set(fiber.ctx().add_fiber(key));
+        fiber.join(fiber.ctx().members());
         if let Some(w) = fiber.wake() {
             w.reassign(key);
         }
