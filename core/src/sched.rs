@@ -48,12 +48,19 @@ pub(crate) struct SpawnOpts {
     pub(crate) site: Option<&'static Location<'static>>,
 }
 
+/// Spare control blocks that keep their fiber's stack, at most (and at
+/// most `max_idle_stacks`): enough for the fibers that finish and are
+/// replaced in one burst, while the pool keeps the rest.
+const SPARE_STACKS: usize = 16;
+
 /// Run-time configuration shared by every backend.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Stack size of fibers that do not ask for another.
     pub stack_size: usize,
-    /// Idle stacks kept resident per size for reuse; past this, the memory
+    /// Idle stacks kept resident per size for reuse (and up to 16 more of
+    /// the default size, kept with finished fibers' control blocks for the
+    /// next spawn); past this, the memory
     /// of the least recently used idle stacks goes back to the OS (they
     /// stay in the pool, guarded, for reuse).
     pub max_idle_stacks: usize,
@@ -93,6 +100,13 @@ pub(crate) struct Scheduler {
     stacks: RefCell<StackPool>,
     /// Control blocks of finished fibers, for reuse (with their wake slots).
     spare_fibers: RefCell<Vec<Rc<Fiber>>>,
+    /// Spare blocks that also hold their fiber's stack, of the default
+    /// size, for default-size spawns (their stacks count as idle).
+    stacked_spares: RefCell<Vec<Rc<Fiber>>>,
+    /// At most this many spare blocks hold a stack.
+    spare_stack_cap: usize,
+    /// The pool's default stack size (the size spare blocks keep).
+    stack_size: usize,
     pub(crate) root_ctx: Rc<CancelCtx>,
     /// The parent of every detached fiber's context (see `crate::detached`).
     pub(crate) detached_ctx: Rc<CancelCtx>,
@@ -338,7 +352,7 @@ impl Scheduler {
     }
 
     pub(crate) fn idle_stacks(&self) -> usize {
-        self.stacks.borrow().idle_count()
+        self.stacks.borrow().idle_count() + self.stacked_spares.borrow().len()
     }
 
     pub(crate) fn fiber_count(&self) -> usize {
@@ -373,6 +387,8 @@ pub fn run_scheduler<T>(
     let shared = Arc::new(Shared::new(driver.unparker()));
     let root_ctx = CancelCtx::root();
     let detached_ctx = CancelCtx::child(&root_ctx, false);
+    let stacks = StackPool::new(config.stack_size, config.max_idle_stacks);
+    let stack_size = stacks.default_size();
     let sched = Scheduler {
         fibers: RefCell::new(SlotMap::with_key()),
         run_queue: RunQueue::with_capacity(64, ptr::null()),
@@ -383,8 +399,11 @@ pub fn run_scheduler<T>(
         next_id: Cell::new(1),
         shared,
         driver: RefCell::new(driver),
-        stacks: RefCell::new(StackPool::new(config.stack_size, config.max_idle_stacks)),
+        stacks: RefCell::new(stacks),
         spare_fibers: RefCell::new(Vec::new()),
+        stacked_spares: RefCell::new(Vec::new()),
+        spare_stack_cap: SPARE_STACKS.min(config.max_idle_stacks),
+        stack_size,
         root_ctx,
         detached_ctx,
         detached_live: Cell::new(0),

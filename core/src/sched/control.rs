@@ -14,6 +14,7 @@ use crate::backend::{RawHook, WakeSlot};
 use crate::cancel::CancelCtx;
 use crate::local::Locals;
 use crate::stack::overflow::FiberLabel;
+use crate::stack::FiberStack;
 
 /// A fiber's control block. Shared (`Rc`) between the fiber table and the
 /// scheduler's `current` pointer; only this thread ever touches it.
@@ -29,6 +30,10 @@ pub(crate) struct Fiber {
     /// Only touched by the scheduler loop, never while the fiber runs
     /// (`run_fiber` resumes it in place through this cell).
     pub(super) coro: UnsafeCell<Option<Coro>>,
+    /// A spare block's warm stack, for the next spawn of the default size
+    /// (see `Scheduler::recycle`). Empty while the block is a fiber's: its
+    /// coroutine owns its stack then.
+    pub(super) stack: UnsafeCell<Option<FiberStack>>,
     /// Set by the fiber's first instructions; lives on its stack.
     pub(super) yielder: Cell<*const Yielder<(), ()>>,
     /// This fiber's key in the table (so the running fiber knows it).
@@ -164,6 +169,23 @@ impl Fiber {
         // and no reference into it is alive.
         unsafe { *self.wake.get() = Some(w.clone()) };
         w
+    }
+
+    /// Keeps `stack` with this spare block.
+    #[inline]
+    pub(super) fn keep_stack(&self, stack: FiberStack) {
+        // SAFETY: only this thread reaches the cell (`Fiber` is `!Sync`),
+        // and no reference into it ever outlives a call (`take_stack`
+        // moves the stack out).
+        let old = unsafe { (*self.stack.get()).replace(stack) };
+        debug_assert!(old.is_none(), "a spare block kept two stacks");
+    }
+
+    /// Takes the stack kept with this spare block, if any.
+    #[inline]
+    pub(super) fn take_stack(&self) -> Option<FiberStack> {
+        // SAFETY: as in `keep_stack`.
+        unsafe { (*self.stack.get()).take() }
     }
 
     /// Drops the wake slot if anything but this block still refers to it

@@ -42,10 +42,11 @@ impl Scheduler {
             // SAFETY: as above; the coroutine has finished.
             let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
             f.leave(f.ctx().members());
-            self.stacks.borrow_mut().put(coro.into_stack());
+            let stack = coro.into_stack();
             let rc = self.fibers.borrow_mut().remove(f.key.get());
-            if let Some(rc) = rc {
-                self.recycle(rc);
+            match rc {
+                Some(rc) => self.recycle(rc, stack),
+                None => self.stacks.borrow_mut().put(stack),
             }
         }
     }
@@ -164,6 +165,7 @@ impl Scheduler {
         // coroutines (dropping would unwind them, running code that might
         // suspend, over borrows that may have ended).
         let mut fibers = self.fibers.borrow_mut();
+        let leaked_any = !fibers.is_empty();
         // They leave their contexts' member lists first: the lists must
         // only hold blocks the table keeps alive.
         for f in fibers.values() {
@@ -175,5 +177,17 @@ impl Scheduler {
                 std::mem::forget(c);
             }
         }
+        drop(fibers);
+        // The stacks of spare blocks go back to the pool, which unmaps its
+        // slabs when dropped only if every stack it handed out came back.
+        for f in self.stacked_spares.borrow_mut().drain(..) {
+            if let Some(s) = f.take_stack() {
+                self.stacks.borrow_mut().put(s);
+            }
+        }
+        debug_assert!(
+            leaked_any || self.stacks.borrow().outstanding() == 0,
+            "a finished fiber's stack did not come back to the pool"
+        );
     }
 }

@@ -12,6 +12,7 @@ use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::local::Locals;
 use crate::stack::overflow::FiberLabel;
+use crate::stack::FiberStack;
 
 impl Scheduler {
     /// Creates a fiber in `ctx` running `body`, without scheduling it.
@@ -26,11 +27,25 @@ impl Scheduler {
         opts: SpawnOpts,
         body: F,
     ) -> Result<NewFiber> {
-        let stack = self.stacks.borrow_mut().get(opts.stack_size)?;
+        // A default-size fiber takes a spare block with its stack if there
+        // is one (the warmest stack, and no trip through the pool).
+        let stacked = match opts.stack_size {
+            None => self.stacked_spares.borrow_mut().pop(),
+            Some(_) => None,
+        };
+        let (spare, stack) = match stacked {
+            Some(f) => match f.take_stack() {
+                Some(s) => (Some(f), s),
+                None => (Some(f), self.stacks.borrow_mut().get(None)?),
+            },
+            None => {
+                let s = self.stacks.borrow_mut().get(opts.stack_size)?;
+                (self.spare_fibers.borrow_mut().pop(), s)
+            }
+        };
         let guard = stack.guard().0;
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let spare = self.spare_fibers.borrow_mut().pop();
         let fiber = match spare {
             Some(f) => {
                 f.yielder.set(ptr::null());
@@ -47,6 +62,7 @@ impl Scheduler {
             }
             None => Rc::new(Fiber {
                 coro: UnsafeCell::new(None),
+                stack: UnsafeCell::new(None),
                 yielder: Cell::new(ptr::null()),
                 key: Cell::new(FiberKey::default()),
                 wake: UnsafeCell::new(None),
@@ -107,9 +123,13 @@ impl Scheduler {
     }
 
     /// Keeps a finished fiber's control block (and wake slot, if no
-    /// resumer still refers to it) for the next spawn.
-    pub(super) fn recycle(&self, f: Rc<Fiber>) {
+    /// resumer still refers to it) for the next spawn: with its stack, if
+    /// that is of the default size and fewer than `spare_stack_cap` blocks
+    /// hold one (the next default-size spawn then takes both at once);
+    /// otherwise the stack goes back to the pool.
+    pub(super) fn recycle(&self, f: Rc<Fiber>, stack: FiberStack) {
         if Rc::strong_count(&f) != 1 {
+            self.stacks.borrow_mut().put(stack);
             return;
         }
         f.drop_shared_wake();
@@ -121,6 +141,15 @@ impl Scheduler {
             f.take_ctx(),
         );
         drop(old);
+        if stack.size() == self.stack_size {
+            let mut stacked = self.stacked_spares.borrow_mut();
+            if stacked.len() < self.spare_stack_cap {
+                f.keep_stack(stack);
+                stacked.push(f);
+                return;
+            }
+        }
+        self.stacks.borrow_mut().put(stack);
         let mut spare = self.spare_fibers.borrow_mut();
         if spare.len() < 1024 {
             spare.push(f);

@@ -17,7 +17,9 @@
 //!   the sysctl ([`os`]).
 //! - **A pool** ([`StackPool`], one per scheduler): a finished fiber's stack
 //!   goes back on a LIFO list and the next spawn of that size takes it, warm
-//!   (pages already resident, nothing to fault in). Past `max_idle` idle
+//!   (pages already resident, nothing to fault in). The scheduler keeps up
+//!   to 16 default-size stacks out of the pool, with the control blocks of
+//!   the fibers that finished on them, for the next spawns. Past `max_idle` idle
 //!   stacks per size, the coldest are given back to the OS in batches with
 //!   `madvise(MADV_DONTNEED)` (guards survive it) and reused after the warm
 //!   ones. Memory is only resident where a fiber has touched it: a parked
@@ -262,6 +264,11 @@ impl StackPool {
             };
             trim(class, n, cap);
         }
+    }
+
+    /// Stacks handed out and not given back.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding
     }
 
     /// Idle stacks held, warm or not (for tests and diagnostics); those
