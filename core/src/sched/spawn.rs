@@ -20,6 +20,7 @@ impl Scheduler {
     /// # Safety
     /// Whatever `body` borrows must stay valid until the fiber finishes (or
     /// is leaked when the run ends).
+    #[inline]
     pub(crate) unsafe fn spawn<F: FnOnce()>(
         &self,
         ctx: Rc<CancelCtx>,
