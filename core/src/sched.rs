@@ -22,7 +22,7 @@ use crate::backend::{Driver, RawHook, Resumer, Shared, WakeSlot};
 use crate::cancel::CancelCtx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::local::Locals;
-use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
+use crate::stack::{overflow, FiberStack, StackPool, DEFAULT_STACK_SIZE};
 
 mod control;
 mod run_loop;
@@ -413,10 +413,18 @@ pub fn run_scheduler<T>(
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
+            overflow::unwatch();
             CURRENT.with(|c| c.set(ptr::null()));
         }
     }
     CURRENT.with(|c| c.set(&sched));
+    let running: *const Cell<*const Fiber> = &sched.current_fiber;
+    // SAFETY: `sched` outlives `_reset`, which unwatches first. The cell
+    // is null or points to the running fiber's control block (set around
+    // each resume by `run_fiber`, from the table's `Rc`), whose label is
+    // its first field (`Fiber` is `repr(C)`, checked at compile time), and
+    // a `Cell` of one thin pointer has the layout of a `Cell` of another.
+    unsafe { overflow::watch(running.cast()) };
     let _reset = Reset;
 
     let mut result: Option<std::thread::Result<Result<T>>> = None;

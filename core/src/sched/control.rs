@@ -26,7 +26,12 @@ use crate::stack::FiberStack;
 /// a reference that outlives a write (old values are dropped after the
 /// write is complete). A borrow flag would cost a check and two stores per
 /// access on the spawn and switch paths.
+#[repr(C)]
 pub(crate) struct Fiber {
+    /// What a stack overflow report says about this fiber. First, so that
+    /// a pointer to the block is a pointer to its label: the overflow
+    /// handler reads the scheduler's `current_fiber` as the running label.
+    pub(super) label: FiberLabel,
     /// Only touched by the scheduler loop, never while the fiber runs
     /// (`run_fiber` resumes it in place through this cell).
     pub(super) coro: UnsafeCell<Option<Coro>>,
@@ -51,13 +56,15 @@ pub(crate) struct Fiber {
     pub(super) name: UnsafeCell<Option<std::borrow::Cow<'static, str>>>,
     pub(super) site: Cell<Option<&'static Location<'static>>>,
     pub(super) locals: UnsafeCell<Locals>,
-    /// What a stack overflow report says about this fiber.
-    pub(super) label: FiberLabel,
     /// In the run queue now: checks, in debug builds, that a fiber is
     /// never queued twice (the run queue's pointers rely on it).
     #[cfg(debug_assertions)]
     pub(super) queued: Cell<bool>,
 }
+
+// `Scheduler::current_fiber` doubles as the overflow handler's pointer to
+// the running fiber's label (see `run_scheduler`).
+const _: () = assert!(std::mem::offset_of!(Fiber, label) == 0);
 
 impl Fiber {
     /// Notes (in debug builds) that the fiber enters the run queue.

@@ -9,7 +9,6 @@ use corosensei::CoroutineResult;
 use super::{Fiber, Scheduler};
 use crate::backend::{Park, Parked};
 use crate::error::{Error, ErrorKind};
-use crate::stack::overflow;
 
 /// Fiber runs between two IO/timer turns while fibers are runnable: one
 /// turn per pass over the run queue, but no more often than this. A turn
@@ -33,10 +32,9 @@ impl Scheduler {
         let Some(coro) = (unsafe { (*f.coro.get()).as_mut() }) else {
             return;
         };
+        // Also what the overflow handler reads as the running label.
         self.current_fiber.set(fp);
-        overflow::enter(&f.label);
         let r = coro.resume(());
-        overflow::leave();
         self.current_fiber.set(ptr::null());
         if let CoroutineResult::Return(()) = r {
             // SAFETY: as above; the coroutine has finished.
