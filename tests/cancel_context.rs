@@ -256,6 +256,66 @@ fn a_protected_wait_ignores_cancellation_until_resolved() {
 // cancel::sub
 // ---------------------------------------------------------------------------
 
+/// A context's member list stays whole as fibers leave it from the middle
+/// and the end (one finishing, one moving into a protected region and
+/// back, then finishing) and their control blocks are reused: the
+/// cancellation still reaches every fiber that waits in it, oldest first,
+/// then those in the contexts below it.
+#[test]
+fn cancellation_reaches_every_waiter_after_others_leave_the_context() {
+    let (r, trace) = mock::run_traced(|_env| {
+        Switch::run(|sw| {
+            for n in 0..6 {
+                sw.fork(move || match n {
+                    1 => fiber::yield_now(),
+                    3 => cancel::sub(|_scope| {
+                        let e = fiber::await_cancel();
+                        traceln!("{n} cancelled in its sub-context");
+                        Err(e)
+                    }),
+                    5 => cancel::protect(fiber::yield_now),
+                    _ => {
+                        let e = fiber::await_cancel();
+                        traceln!("{n} cancelled");
+                        Err(e)
+                    }
+                });
+            }
+            // Fibers 1 and 5 finish.
+            fiber::yield_now()?;
+            assert_eq!(fiber::stats()?.fibers, 5, "main, 0, 2, 3 and 4 are left");
+            // Two new fibers in a context below: they reuse the control
+            // blocks of 1 and 5, which must not still be linked into the
+            // switch's list.
+            Switch::run(|inner| {
+                for n in ["a", "b"] {
+                    inner.fork(move || {
+                        let e = fiber::await_cancel();
+                        traceln!("{n} cancelled in the inner switch");
+                        Err(e)
+                    });
+                }
+                traceln!("failing the switch");
+                sw.fail(failure("stop"));
+                Ok(())
+            })
+        })
+    });
+    assert_eq!(r.unwrap_err().to_string(), "io error, stop");
+    assert_eq!(
+        trace,
+        [
+            "failing the switch",
+            "0 cancelled",
+            "2 cancelled",
+            "4 cancelled",
+            "3 cancelled in its sub-context",
+            "a cancelled in the inner switch",
+            "b cancelled in the inner switch",
+        ]
+    );
+}
+
 #[test]
 fn cancelling_a_sub_context_leaves_the_caller_running() {
     let (r, trace) = mock::run_traced(|_env| {

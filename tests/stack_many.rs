@@ -121,3 +121,35 @@ fn stack_size_per_run_and_per_fiber() {
         })
         .unwrap();
 }
+
+/// A finished fiber's stack is idle whatever its size, including those
+/// kept with spare control blocks for the next spawn, and a second round
+/// of the same fibers maps nothing new.
+#[test]
+fn stacks_of_finished_fibers_are_idle_whatever_their_size() {
+    mock::run(|_env| {
+        let round = || {
+            Switch::run(|sw| {
+                for i in 0..40 {
+                    let opts = if i % 2 == 0 {
+                        ForkOptions::new()
+                    } else {
+                        ForkOptions::new().stack_size(64 * 1024)
+                    };
+                    sw.fork_with(opts, fiber::yield_now);
+                }
+                // All 40 are suspended at once here, each on its own stack.
+                assert_eq!(fiber::stats()?.fibers, 41);
+                Ok(())
+            })
+        };
+        let before = fiber::stats()?.idle_stacks;
+        round()?;
+        let after = fiber::stats()?.idle_stacks;
+        assert_eq!(after, before + 40, "every stack came back");
+        round()?;
+        assert_eq!(fiber::stats()?.idle_stacks, after, "and was reused");
+        Ok(())
+    })
+    .unwrap();
+}

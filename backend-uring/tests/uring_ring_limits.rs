@@ -75,8 +75,8 @@ fn submissions_are_batched_once_per_turn() {
         let ops = after.ops - before.ops;
         let enters = after.enters - before.enters;
         assert_eq!(ops, 64);
-        // The scheduler takes an IO turn at most every 16 fiber runs, and
-        // each fork runs two (child, then parent): 64 forks make about 8
+        // The scheduler takes an IO turn at most every 64 fiber runs, and
+        // each fork runs two (child, then parent): 64 forks make about 2
         // turns, each submitting everything queued since the last.
         assert!(
             enters * 4 <= ops,

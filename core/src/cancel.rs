@@ -33,11 +33,9 @@ use std::rc::{Rc, Weak};
 use slotmap::SlotMap;
 
 use crate::error::{Error, Result};
-use crate::sched::{self, FiberKey, Scheduler};
+use crate::sched::{self, Members, Scheduler};
 
 slotmap::new_key_type! {
-    /// A fiber's membership in a context.
-    pub(crate) struct CtxFiberKey;
     /// A child context's membership in its parent.
     pub(crate) struct ChildKey;
 }
@@ -50,7 +48,9 @@ pub(crate) struct CancelCtx {
     /// Fast flag mirroring `reason.is_some()`.
     cancelled: Cell<bool>,
     reason: RefCell<Option<Error>>,
-    fibers: RefCell<SlotMap<CtxFiberKey, FiberKey>>,
+    /// The fibers in this context (those that entered it and have not
+    /// left it or finished).
+    fibers: Members,
     children: RefCell<SlotMap<ChildKey, Weak<CancelCtx>>>,
 }
 
@@ -62,7 +62,7 @@ impl CancelCtx {
             protected: false,
             cancelled: Cell::new(false),
             reason: RefCell::new(None),
-            fibers: RefCell::new(SlotMap::with_key()),
+            fibers: Members::new(),
             children: RefCell::new(SlotMap::with_key()),
         })
     }
@@ -81,7 +81,7 @@ impl CancelCtx {
             protected,
             cancelled: Cell::new(reason.is_some()),
             reason: RefCell::new(reason),
-            fibers: RefCell::new(SlotMap::with_key()),
+            fibers: Members::new(),
             children: RefCell::new(SlotMap::with_key()),
         });
         let key = parent.children.borrow_mut().insert(Rc::downgrade(&ctx));
@@ -89,12 +89,10 @@ impl CancelCtx {
         ctx
     }
 
-    pub(crate) fn add_fiber(&self, fiber: FiberKey) -> CtxFiberKey {
-        self.fibers.borrow_mut().insert(fiber)
-    }
-
-    pub(crate) fn remove_fiber(&self, key: CtxFiberKey) {
-        self.fibers.borrow_mut().remove(key);
+    /// The fibers in this context, for the scheduler to link and unlink.
+    #[inline]
+    pub(crate) fn members(&self) -> &Members {
+        &self.fibers
     }
 
     #[inline]
@@ -132,8 +130,9 @@ impl CancelCtx {
             *r = Some(reason.clone());
             self.cancelled.set(true);
         }
-        let fibers: Vec<FiberKey> = self.fibers.borrow().values().copied().collect();
-        for f in fibers {
+        // Keys, not blocks: the hooks below may wake and queue fibers, and
+        // `cancel_fiber` looks each up again.
+        for f in self.fibers.keys() {
             sched.cancel_fiber(f, &reason);
         }
         let children: Vec<Rc<CancelCtx>> = self

@@ -381,7 +381,8 @@ where
 pub struct SchedulerStats {
     /// Fibers alive (running, runnable or suspended), the main one included.
     pub fibers: usize,
-    /// Idle stacks held by the pool for reuse.
+    /// Idle stacks held for reuse (by the pool, or with the control blocks
+    /// of finished fibers).
     pub idle_stacks: usize,
     /// Default stack size in bytes.
     pub stack_size: usize,

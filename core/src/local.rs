@@ -47,6 +47,11 @@ struct Node {
 pub(crate) struct Locals(Option<Rc<Node>>);
 
 impl Locals {
+    /// True when nothing is bound.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
     fn lookup(&self, key: usize) -> Option<Rc<dyn Any>> {
         let mut cur = self.0.as_ref();
         while let Some(n) = cur {

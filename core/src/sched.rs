@@ -8,27 +8,29 @@
 //! runnable the driver blocks until IO, the next timer, or a wake-up from
 //! another thread.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::Location;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use corosensei::{Coroutine, Yielder};
+use corosensei::Coroutine;
 use slotmap::SlotMap;
 
 use crate::backend::{Driver, RawHook, Resumer, Shared, WakeSlot};
-use crate::cancel::{CancelCtx, CtxFiberKey};
+use crate::cancel::CancelCtx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::local::Locals;
-use crate::stack::overflow::FiberLabel;
-use crate::stack::{FiberStack, StackPool, DEFAULT_STACK_SIZE};
+use crate::stack::{overflow, FiberStack, StackPool, DEFAULT_STACK_SIZE};
 
+mod control;
 mod run_loop;
 mod run_queue;
 mod spawn;
 mod timers;
+pub(crate) use control::Members;
+use control::{no_ctx, Fiber};
 use run_queue::RunQueue;
 
 slotmap::new_key_type! {
@@ -46,49 +48,19 @@ pub(crate) struct SpawnOpts {
     pub(crate) site: Option<&'static Location<'static>>,
 }
 
-/// A fiber's control block. Shared (`Rc`) between the fiber table and the
-/// scheduler's `current` pointer; every field is a `Cell` or `RefCell`
-/// because only this thread ever touches it.
-pub(crate) struct Fiber {
-    /// Only touched by the scheduler loop, never while the fiber runs
-    /// (`run_fiber` resumes it in place through this cell).
-    coro: UnsafeCell<Option<Coro>>,
-    /// Set by the fiber's first instructions; lives on its stack.
-    yielder: Cell<*const Yielder<(), ()>>,
-    /// This fiber's key in the table (so the running fiber knows it).
-    key: Cell<FiberKey>,
-    wake: RefCell<Option<Arc<WakeSlot>>>,
-    ctx: RefCell<Rc<CancelCtx>>,
-    ctx_key: Cell<CtxFiberKey>,
-    hook: Cell<Option<RawHook>>,
-    waiting_on: Cell<&'static str>,
-    id: Cell<u64>,
-    name: RefCell<Option<std::borrow::Cow<'static, str>>>,
-    site: Cell<Option<&'static Location<'static>>>,
-    locals: RefCell<Locals>,
-    /// What a stack overflow report says about this fiber.
-    label: FiberLabel,
-    /// In the run queue now: checks, in debug builds, that a fiber is
-    /// never queued twice (the run queue's pointers rely on it).
-    #[cfg(debug_assertions)]
-    queued: Cell<bool>,
-}
-
-impl Fiber {
-    /// Notes (in debug builds) that the fiber enters the run queue.
-    #[inline(always)]
-    fn mark_queued(&self) {
-        #[cfg(debug_assertions)]
-        assert!(!self.queued.replace(true), "a fiber was queued twice");
-    }
-}
+/// Spare control blocks that keep their fiber's stack, at most (and at
+/// most `max_idle_stacks`): enough for the fibers that finish and are
+/// replaced in one burst, while the pool keeps the rest.
+const SPARE_STACKS: usize = 16;
 
 /// Run-time configuration shared by every backend.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Stack size of fibers that do not ask for another.
     pub stack_size: usize,
-    /// Idle stacks kept resident per size for reuse; past this, the memory
+    /// Idle stacks kept resident per size for reuse (and up to 16 more of
+    /// the default size, kept with finished fibers' control blocks for the
+    /// next spawn); past this, the memory
     /// of the least recently used idle stacks goes back to the OS (they
     /// stay in the pool, guarded, for reuse).
     pub max_idle_stacks: usize,
@@ -128,6 +100,13 @@ pub(crate) struct Scheduler {
     stacks: RefCell<StackPool>,
     /// Control blocks of finished fibers, for reuse (with their wake slots).
     spare_fibers: RefCell<Vec<Rc<Fiber>>>,
+    /// Spare blocks that also hold their fiber's stack, of the default
+    /// size, for default-size spawns (their stacks count as idle).
+    stacked_spares: RefCell<Vec<Rc<Fiber>>>,
+    /// At most this many spare blocks hold a stack.
+    spare_stack_cap: usize,
+    /// The pool's default stack size (the size spare blocks keep).
+    stack_size: usize,
     pub(crate) root_ctx: Rc<CancelCtx>,
     /// The parent of every detached fiber's context (see `crate::detached`).
     pub(crate) detached_ctx: Rc<CancelCtx>,
@@ -221,7 +200,7 @@ impl Scheduler {
     /// `Err(Cancelled)` if the current fiber's context is cancelled.
     #[inline]
     pub(crate) fn check_cancelled(&self) -> Result<()> {
-        let ctx = self.cur().ctx.borrow();
+        let ctx = self.cur().ctx();
         if ctx.is_cancelled() {
             return ctx.check_slow();
         }
@@ -229,26 +208,25 @@ impl Scheduler {
     }
 
     pub(crate) fn current_ctx(&self) -> Rc<CancelCtx> {
-        self.cur().ctx.borrow().clone()
+        self.cur().ctx_rc()
     }
 
+    #[inline]
     pub(crate) fn current_locals(&self) -> Locals {
-        self.cur().locals.borrow().clone()
+        self.cur().locals()
     }
 
     /// Replaces the current fiber's bindings, returning the old ones.
     pub(crate) fn replace_current_locals(&self, locals: Locals) -> Locals {
-        self.cur().locals.replace(locals)
+        self.cur().set_locals(locals)
     }
 
     /// Moves the current fiber into `ctx`, returning the context it left.
     pub(crate) fn enter_ctx(&self, ctx: Rc<CancelCtx>) -> Rc<CancelCtx> {
-        let key = self.current_key();
         let f = self.cur();
-        let new_key = ctx.add_fiber(key);
-        let old = f.ctx.replace(ctx);
-        old.remove_fiber(f.ctx_key.replace(new_key));
-        old
+        f.leave(f.ctx().members());
+        f.join(ctx.members());
+        f.set_ctx(ctx).unwrap_or_else(|| no_ctx())
     }
 
     /// The running fiber's wake slot (made on first use). Its control block
@@ -257,10 +235,7 @@ impl Scheduler {
     pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
         let key = self.current_key();
         self.cur()
-            .wake
-            .borrow_mut()
-            .get_or_insert_with(|| Arc::new(WakeSlot::new(key, self.shared.clone())))
-            .clone()
+            .wake_or_insert(|| Arc::new(WakeSlot::new(key, self.shared.clone())))
     }
 
     /// Switches away from the current fiber until something queues it again.
@@ -286,7 +261,7 @@ impl Scheduler {
         Self::switch_out_of(f);
         // `f` is still this fiber's control block: the table keeps it
         // alive while the fiber exists, and it does not move.
-        let ctx = f.ctx.borrow();
+        let ctx = f.ctx();
         if ctx.is_cancelled() {
             return ctx.check_slow();
         }
@@ -377,7 +352,7 @@ impl Scheduler {
     }
 
     pub(crate) fn idle_stacks(&self) -> usize {
-        self.stacks.borrow().idle_count()
+        self.stacks.borrow().idle_count() + self.stacked_spares.borrow().len()
     }
 
     pub(crate) fn fiber_count(&self) -> usize {
@@ -412,6 +387,8 @@ pub fn run_scheduler<T>(
     let shared = Arc::new(Shared::new(driver.unparker()));
     let root_ctx = CancelCtx::root();
     let detached_ctx = CancelCtx::child(&root_ctx, false);
+    let stacks = StackPool::new(config.stack_size, config.max_idle_stacks);
+    let stack_size = stacks.default_size();
     let sched = Scheduler {
         fibers: RefCell::new(SlotMap::with_key()),
         run_queue: RunQueue::with_capacity(64, ptr::null()),
@@ -422,8 +399,11 @@ pub fn run_scheduler<T>(
         next_id: Cell::new(1),
         shared,
         driver: RefCell::new(driver),
-        stacks: RefCell::new(StackPool::new(config.stack_size, config.max_idle_stacks)),
+        stacks: RefCell::new(stacks),
         spare_fibers: RefCell::new(Vec::new()),
+        stacked_spares: RefCell::new(Vec::new()),
+        spare_stack_cap: SPARE_STACKS.min(config.max_idle_stacks),
+        stack_size,
         root_ctx,
         detached_ctx,
         detached_live: Cell::new(0),
@@ -433,10 +413,18 @@ pub fn run_scheduler<T>(
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
+            overflow::unwatch();
             CURRENT.with(|c| c.set(ptr::null()));
         }
     }
     CURRENT.with(|c| c.set(&sched));
+    let running: *const Cell<*const Fiber> = &sched.current_fiber;
+    // SAFETY: `sched` outlives `_reset`, which unwatches first. The cell
+    // is null or points to the running fiber's control block (set around
+    // each resume by `run_fiber`, from the table's `Rc`), whose label is
+    // its first field (`Fiber` is `repr(C)`, checked at compile time), and
+    // a `Cell` of one thin pointer has the layout of a `Cell` of another.
+    unsafe { overflow::watch(running.cast()) };
     let _reset = Reset;
 
     let mut result: Option<std::thread::Result<Result<T>>> = None;

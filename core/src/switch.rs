@@ -380,6 +380,7 @@ impl<'sw> Switch<'sw, '_> {
     }
 
     /// The cancellation to report instead of forking, if the switch is off.
+    #[inline]
     fn refuse_fork(&self) -> Option<Error> {
         assert!(
             !self.state.finished.get(),
@@ -520,20 +521,31 @@ impl State {
         self.cancel(Error::msg(ErrorKind::Panic, msg));
     }
 
+    #[inline]
     fn fiber_done(&self, daemon: bool) {
         if daemon {
             self.daemons.set(self.daemons.get() - 1);
         } else {
             self.live.set(self.live.get() - 1);
         }
-        if self.live.get() == 0 && self.daemons.get() > 0 && !self.stopping_daemons.get() {
+        // Most fibers finish while others keep the switch open.
+        if self.live.get() == 0 {
+            self.no_fiber_left();
+        }
+    }
+
+    /// The rest of [`fiber_done`](Self::fiber_done), once no non-daemon
+    /// fiber is left: stop the daemons, or wake the joiner.
+    #[inline(never)]
+    fn no_fiber_left(&self) {
+        if self.daemons.get() > 0 && !self.stopping_daemons.get() {
             self.stopping_daemons.set(true);
             self.cancel(Error::msg(
                 ErrorKind::Cancelled,
                 "the switch's non-daemon fibers have finished",
             ));
         }
-        if self.live.get() == 0 && self.daemons.get() == 0 {
+        if self.daemons.get() == 0 {
             if let Some(r) = self.joiner.borrow_mut().take() {
                 let _ = r.resume(());
             }

@@ -1,18 +1,18 @@
 //! Making fibers: a new coroutine on a pooled stack, with a control block
 //! reused from a finished fiber where one is spare.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use corosensei::Yielder;
 
-use super::{current, Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
-use crate::cancel::{CancelCtx, CtxFiberKey};
+use super::{Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
+use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::local::Locals;
 use crate::stack::overflow::FiberLabel;
+use crate::stack::FiberStack;
 
 impl Scheduler {
     /// Creates a fiber in `ctx` running `body`, without scheduling it.
@@ -20,6 +20,7 @@ impl Scheduler {
     /// # Safety
     /// Whatever `body` borrows must stay valid until the fiber finishes (or
     /// is leaked when the run ends).
+    #[inline]
     pub(crate) unsafe fn spawn<F: FnOnce()>(
         &self,
         ctx: Rc<CancelCtx>,
@@ -27,95 +28,143 @@ impl Scheduler {
         opts: SpawnOpts,
         body: F,
     ) -> Result<NewFiber> {
-        let stack = self.stacks.borrow_mut().get(opts.stack_size)?;
-        let guard = stack.guard().0;
-        let func = move |y: &Yielder<(), ()>, ()| {
-            if let Ok(s) = current() {
-                s.cur().yielder.set(y);
-            }
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
-                // Fiber bodies built by weft catch their own panics; reaching
-                // here means an internal bug, and unwinding further would
-                // corrupt the scheduler.
-                eprintln!("weft: internal error: panic escaped a fiber body");
-                std::process::abort();
+        // A default-size fiber takes a spare block with its stack if there
+        // is one (the warmest stack, and no trip through the pool).
+        let stacked = match opts.stack_size {
+            None => self.stacked_spares.borrow_mut().pop(),
+            Some(_) => None,
+        };
+        let (spare, stack) = match stacked {
+            Some(f) => match f.take_stack() {
+                Some(s) => (Some(f), s),
+                None => (Some(f), self.stacks.borrow_mut().get(None)?),
+            },
+            None => {
+                let s = self.stacks.borrow_mut().get(opts.stack_size)?;
+                (self.spare_fibers.borrow_mut().pop(), s)
             }
         };
-        // SAFETY: forwarded from our caller: borrowed data outlives the
-        // coroutine's completion, and a coroutine that never completes is
-        // leaked (never resumed nor dropped) by `run_scheduler`.
-        let coro = unsafe { Coro::with_stack_unchecked(stack, func) };
+        let guard = stack.guard().0;
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let spare = self.spare_fibers.borrow_mut().pop();
         let fiber = match spare {
             Some(f) => {
-                // SAFETY: a spare fiber is in no table and not running; this
-                // is the only reference to its coroutine cell.
-                unsafe { *f.coro.get() = Some(coro) };
                 f.yielder.set(ptr::null());
-                *f.ctx.borrow_mut() = ctx.clone();
                 f.id.set(id);
-                *f.name.borrow_mut() = opts.name;
                 f.site.set(opts.site);
-                *f.locals.borrow_mut() = locals;
+                // `recycle` took the spare's context and emptied its name
+                // and bindings: what comes back owns nothing, and forgetting
+                // it spares the drop glue (were it ever otherwise, it would
+                // leak, not misbehave).
+                let old = (f.set_ctx(ctx), f.set_name(opts.name), f.set_locals(locals));
+                debug_assert!(old.0.is_none() && old.1.is_none() && old.2.is_empty());
+                std::mem::forget(old);
                 f
             }
             None => Rc::new(Fiber {
-                coro: UnsafeCell::new(Some(coro)),
+                coro: UnsafeCell::new(None),
+                stack: UnsafeCell::new(None),
                 yielder: Cell::new(ptr::null()),
                 key: Cell::new(FiberKey::default()),
-                wake: RefCell::new(None),
-                ctx: RefCell::new(ctx.clone()),
-                ctx_key: Cell::new(CtxFiberKey::default()),
+                wake: UnsafeCell::new(None),
+                ctx: UnsafeCell::new(Some(ctx)),
+                ctx_prev: Cell::new(ptr::null()),
+                ctx_next: Cell::new(ptr::null()),
                 hook: Cell::new(None),
                 waiting_on: Cell::new(""),
                 id: Cell::new(id),
-                name: RefCell::new(opts.name),
+                name: UnsafeCell::new(opts.name),
                 site: Cell::new(opts.site),
-                locals: RefCell::new(locals),
+                locals: UnsafeCell::new(locals),
                 label: FiberLabel::default(),
                 #[cfg(debug_assertions)]
                 queued: Cell::new(false),
             }),
         };
+        let fp = Rc::as_ptr(&fiber);
+        let func = move |y: &Yielder<(), ()>, ()| {
+            // SAFETY: `fp` is this fiber's control block, which the fiber
+            // table keeps alive until the fiber returns (it is removed only
+            // after `resume` reports the return), and we are that fiber.
+            unsafe { (*fp).yielder.set(y) };
+            // Fiber bodies built by weft catch their own panics; one that
+            // escapes is an internal bug, and unwinding into the scheduler
+            // would corrupt it. A guard aborts then, at no cost otherwise
+            // (where `catch_unwind` would move `body` into a frame of its
+            // own).
+            let abort = AbortOnUnwind;
+            body();
+            std::mem::forget(abort);
+        };
+        // SAFETY: forwarded from our caller: borrowed data outlives the
+        // coroutine's completion, and a coroutine that never completes is
+        // leaked (never resumed nor dropped) by `run_scheduler`.
+        let coro = unsafe { Coro::with_stack_unchecked(stack, func) };
+        // SAFETY: the control block is new or spare: in no table and not
+        // running, so nothing else reaches its coroutine cell (empty: a
+        // spare's coroutine was taken when it returned).
+        unsafe { *fiber.coro.get() = Some(coro) };
         // SAFETY: the name lives in `fiber.name` until `recycle` clears the
         // label before dropping it (or the fiber is respawned, which sets
         // the label again).
         unsafe {
-            let name = fiber.name.borrow();
-            fiber
-                .label
-                .set(id, name.as_deref(), fiber.site.get(), guard);
+            fiber.label.set(id, fiber.name(), fiber.site.get(), guard);
         }
-        let key = self.fibers.borrow_mut().insert(fiber.clone());
+        let key = self.fibers.borrow_mut().insert(fiber);
+        // SAFETY: the table now holds the only `Rc` to the control block,
+        // and keeps it until the fiber returns, which it cannot do before
+        // it runs; nothing here removes it.
+        let fiber = unsafe { &*fp };
         fiber.key.set(key);
-        fiber.ctx_key.set(ctx.add_fiber(key));
-        if let Some(w) = &*fiber.wake.borrow() {
+        fiber.join(fiber.ctx().members());
+        if let Some(w) = fiber.wake() {
             w.reassign(key);
         }
-        Ok(NewFiber(Rc::as_ptr(&fiber)))
+        Ok(NewFiber(fp))
     }
 
     /// Keeps a finished fiber's control block (and wake slot, if no
-    /// resumer still refers to it) for the next spawn.
-    pub(super) fn recycle(&self, f: Rc<Fiber>) {
+    /// resumer still refers to it) for the next spawn: with its stack, if
+    /// that is of the default size and fewer than `spare_stack_cap` blocks
+    /// hold one (the next default-size spawn then takes both at once);
+    /// otherwise the stack goes back to the pool.
+    pub(super) fn recycle(&self, f: Rc<Fiber>, stack: FiberStack) {
         if Rc::strong_count(&f) != 1 {
+            self.stacks.borrow_mut().put(stack);
             return;
         }
-        {
-            let mut w = f.wake.borrow_mut();
-            if w.as_ref().is_some_and(|a| Arc::strong_count(a) != 1) {
-                *w = None;
+        f.drop_shared_wake();
+        f.label.clear();
+        // Dropped after the writes: their destructors may run user code.
+        let old = (
+            f.set_locals(Locals::default()),
+            f.set_name(None),
+            f.take_ctx(),
+        );
+        drop(old);
+        if stack.size() == self.stack_size {
+            let mut stacked = self.stacked_spares.borrow_mut();
+            if stacked.len() < self.spare_stack_cap {
+                f.keep_stack(stack);
+                stacked.push(f);
+                return;
             }
         }
-        *f.locals.borrow_mut() = Locals::default();
-        f.label.clear();
-        *f.name.borrow_mut() = None;
-        *f.ctx.borrow_mut() = self.root_ctx.clone();
+        self.stacks.borrow_mut().put(stack);
         let mut spare = self.spare_fibers.borrow_mut();
         if spare.len() < 1024 {
             spare.push(f);
         }
+    }
+}
+
+/// Aborts the process if dropped: armed around a fiber's body, and
+/// forgotten once the body returns, so only an unwinding panic drops it.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("weft: internal error: panic escaped a fiber body");
+        std::process::abort();
     }
 }

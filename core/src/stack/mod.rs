@@ -17,7 +17,9 @@
 //!   the sysctl ([`os`]).
 //! - **A pool** ([`StackPool`], one per scheduler): a finished fiber's stack
 //!   goes back on a LIFO list and the next spawn of that size takes it, warm
-//!   (pages already resident, nothing to fault in). Past `max_idle` idle
+//!   (pages already resident, nothing to fault in). The scheduler keeps up
+//!   to 16 default-size stacks out of the pool, with the control blocks of
+//!   the fibers that finished on them, for the next spawns. Past `max_idle` idle
 //!   stacks per size, the coldest are given back to the OS in batches with
 //!   `madvise(MADV_DONTNEED)` (guards survive it) and reused after the warm
 //!   ones. Memory is only resident where a fiber has touched it: a parked
@@ -115,6 +117,19 @@ struct SizeClass {
 }
 
 impl SizeClass {
+    fn new(size: usize) -> SizeClass {
+        SizeClass {
+            size,
+            slabs: Vec::new(),
+            next_slab: None,
+            warm: VecDeque::new(),
+            cold: Vec::new(),
+            back: Arc::default(),
+            in_flight: 0,
+            fresh_taken: 0,
+        }
+    }
+
     /// Moves the stacks the helper has finished discarding to `cold`.
     fn take_back(&mut self) {
         if self.back.any() {
@@ -127,6 +142,8 @@ impl SizeClass {
 pub(crate) struct StackPool {
     default_size: usize,
     max_idle: usize,
+    /// By size; `classes[0]` is the default size's (made up front, so that
+    /// the common spawn and finish find it without a search).
     classes: Vec<SizeClass>,
     /// Stacks handed out and not given back.
     outstanding: usize,
@@ -156,10 +173,11 @@ impl StackPool {
         budget: Arc<MapBudget>,
     ) -> Self {
         overflow::prepare_thread();
+        let default_size = round_size(default_size);
         StackPool {
-            default_size: round_size(default_size),
+            default_size,
             max_idle,
-            classes: Vec::new(),
+            classes: vec![SizeClass::new(default_size)],
             outstanding: 0,
             guards,
             budget,
@@ -173,21 +191,25 @@ impl StackPool {
     /// Takes an idle stack of `size` (or the default): the warmest first,
     /// then one whose memory was returned, then a never-used slot of a slab
     /// (mapping a new slab when the last one is full).
+    #[inline]
     pub(crate) fn get(&mut self, size: Option<usize>) -> Result<FiberStack> {
+        // Most spawns: a warm stack of the default size.
+        if size.is_none() {
+            if let Some(s) = self.classes[0].warm.pop_back() {
+                self.outstanding += 1;
+                return Ok(s);
+            }
+        }
+        self.get_slow(size)
+    }
+
+    /// [`get`](Self::get) when the default size's warm list cannot serve.
+    fn get_slow(&mut self, size: Option<usize>) -> Result<FiberStack> {
         let size = size.map(round_size).unwrap_or(self.default_size);
         let class = match self.classes.iter().position(|c| c.size == size) {
             Some(i) => &mut self.classes[i],
             None => {
-                self.classes.push(SizeClass {
-                    size,
-                    slabs: Vec::new(),
-                    next_slab: None,
-                    warm: VecDeque::new(),
-                    cold: Vec::new(),
-                    back: Arc::default(),
-                    in_flight: 0,
-                    fresh_taken: 0,
-                });
+                self.classes.push(SizeClass::new(size));
                 self.classes.last_mut().expect("just pushed")
             }
         };
@@ -204,7 +226,22 @@ impl StackPool {
     }
 
     /// Returns a stack for reuse.
+    #[inline]
     pub(crate) fn put(&mut self, stack: FiberStack) {
+        // Most finishes: a default-size stack that needs no trimming.
+        let class = &mut self.classes[0];
+        if stack.size() == class.size
+            && class.warm.len() + 1 < self.max_idle.saturating_add(TRIM_BATCH)
+        {
+            self.outstanding -= 1;
+            class.warm.push_back(stack);
+            return;
+        }
+        self.put_slow(stack);
+    }
+
+    /// [`put`](Self::put) of another size, or one that trims.
+    fn put_slow(&mut self, stack: FiberStack) {
         self.outstanding -= 1;
         let size = stack.size();
         let Some(class) = self.classes.iter_mut().find(|c| c.size == size) else {
@@ -227,6 +264,11 @@ impl StackPool {
             };
             trim(class, n, cap);
         }
+    }
+
+    /// Stacks handed out and not given back.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding
     }
 
     /// Idle stacks held, warm or not (for tests and diagnostics); those

@@ -35,12 +35,21 @@ const MADV_NOHUGEPAGE: libc::c_int = 15;
 pub(crate) const GUARDS_ENV: &str = "WEFT_STACK_GUARDS";
 
 /// The system page size.
+#[inline]
 pub(crate) fn page_size() -> usize {
-    static PAGE: AtomicUsize = AtomicUsize::new(0);
     let p = PAGE.load(Ordering::Relaxed);
     if p != 0 {
         return p;
     }
+    page_size_slow()
+}
+
+/// The system's page size, once known.
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+
+/// Asks the system for the page size (once per process, in practice).
+#[cold]
+fn page_size_slow() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let p = if p > 0 { p as usize } else { 4096 };

@@ -17,9 +17,10 @@
 //!   since the handler cannot run on the stack that just overflowed. A stack
 //!   the thread already has (Rust gives one to the threads it starts) is
 //!   kept.
-//! - **What is running**: a per-thread pointer to the running fiber's
-//!   [`FiberLabel`] (id, name, spawn site, guard page), set by the
-//!   scheduler on every switch ([`enter`]/[`leave`]), and a lock-free
+//! - **What is running**: the running fiber's [`FiberLabel`] (id, name,
+//!   spawn site, guard page), found through the scheduler's own pointer to
+//!   the running fiber (registered once per run with [`watch`]), and a
+//!   lock-free
 //!   registry of every slab (start, end, slot stride), so a fault in the
 //!   guard of another stack is recognised too.
 //!
@@ -65,6 +66,7 @@ impl FiberLabel {
     /// # Safety
     /// `name` stays valid and unchanged until the label is set again or
     /// cleared (the handler reads it while the fiber runs).
+    #[inline]
     pub(crate) unsafe fn set(
         &self,
         id: u64,
@@ -80,6 +82,7 @@ impl FiberLabel {
     }
 
     /// Forgets the name (before the string it points to is dropped).
+    #[inline]
     pub(crate) fn clear(&self) {
         self.name.set((ptr::null(), 0));
         self.site.set(None);
@@ -87,21 +90,39 @@ impl FiberLabel {
 }
 
 thread_local! {
-    /// The label of the fiber running on this thread, or null.
-    static RUNNING: Cell<*const FiberLabel> = const { Cell::new(ptr::null()) };
+    /// Where this thread's scheduler keeps its pointer to the running
+    /// fiber's label (null while no fiber runs), or null outside a run.
+    /// Set once per run: the scheduler's own writes on every switch are
+    /// all that tracks the running fiber.
+    static RUNNING: Cell<*const Cell<*const FiberLabel>> = const { Cell::new(ptr::null()) };
 }
 
-/// Records that the fiber labelled `label` runs now on this thread. The
-/// label must stay alive until [`leave`].
-#[inline]
-pub(crate) fn enter(label: &FiberLabel) {
-    RUNNING.with(|r| r.set(label));
+/// Makes `running` the place where the handler finds the label of the
+/// fiber running on this thread, until [`unwatch`].
+///
+/// # Safety
+/// `running` stays valid until `unwatch` is called on this thread, and
+/// whenever it holds a non-null pointer, that points to the label of the
+/// fiber running on this thread, alive for as long as the pointer stays.
+pub(crate) unsafe fn watch(running: *const Cell<*const FiberLabel>) {
+    RUNNING.with(|r| r.set(running));
 }
 
-/// Records that no fiber runs on this thread.
-#[inline]
-pub(crate) fn leave() {
-    RUNNING.with(|r| r.set(ptr::null()));
+/// Forgets what [`watch`] registered (before it goes away).
+pub(crate) fn unwatch() {
+    let _ = RUNNING.try_with(|r| r.set(ptr::null()));
+}
+
+/// The label of the fiber running on this thread, if any. Async-signal
+/// safe.
+fn running_label() -> *const FiberLabel {
+    let cell = RUNNING.try_with(|r| r.get()).unwrap_or(ptr::null());
+    if cell.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: a non-null RUNNING points to a cell that `watch`'s contract
+    // keeps valid until it is reset.
+    unsafe { (*cell).get() }
 }
 
 // ---- the slab registry ----------------------------------------------------
@@ -247,11 +268,11 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
     // si_code > 0: raised by the kernel for a fault (not sent with kill).
     if code > 0 {
-        let running = RUNNING.try_with(|r| r.get()).unwrap_or(ptr::null());
-        // SAFETY: a non-null RUNNING points to the label of the fiber that
-        // runs on this thread; its control block outlives the resume during
-        // which the fault happened, and nothing writes the label meanwhile
-        // (only the scheduler does, between resumes).
+        let running = running_label();
+        // SAFETY: a non-null label pointer (see `watch`) is the label of
+        // the fiber that runs on this thread; its control block outlives
+        // the resume during which the fault happened, and nothing writes
+        // the label meanwhile (only the scheduler does, between resumes).
         let label = unsafe { running.as_ref() };
         let own_guard = label.is_some_and(|l| {
             let g = l.guard.get();

@@ -56,22 +56,26 @@ pub(crate) struct SlabStack {
 impl SlabStack {
     /// The slot's size less its guard page: the size class it belongs to.
     /// (The stack proper is [`TOP_RESERVE`] bytes less.)
+    #[inline]
     pub(crate) fn size(&self) -> usize {
         self.top() - self.limit.get() - os::page_size()
     }
 
     /// The guard page, as `[start, end)`.
+    #[inline]
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.limit.get(), self.limit.get() + os::page_size())
     }
 
     /// Lowest usable address (just above the guard).
+    #[inline]
     pub(crate) fn bottom(&self) -> usize {
         self.limit.get() + os::page_size()
     }
 
     /// The slot's end (exclusive); the stack starts growing down
     /// [`TOP_RESERVE`] bytes below it.
+    #[inline]
     pub(crate) fn top(&self) -> usize {
         self.base.get() + TOP_RESERVE
     }
