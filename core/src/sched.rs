@@ -180,12 +180,21 @@ pub(crate) fn in_runtime() -> bool {
 /// false if it does not (the caller then wakes it through `shared`).
 #[inline]
 pub(crate) fn wake_local(shared: &Arc<Shared>, fiber: FiberKey) -> bool {
-    match current() {
-        Ok(s) if Arc::ptr_eq(&s.shared, shared) => {
+    match owning(shared) {
+        Some(s) => {
             s.queue_key(fiber);
             true
         }
-        _ => false,
+        None => false,
+    }
+}
+
+/// The scheduler that owns `shared`, if it runs on this thread.
+#[inline]
+pub(crate) fn owning(shared: &Arc<Shared>) -> Option<&'static Scheduler> {
+    match current() {
+        Ok(s) if Arc::ptr_eq(&s.shared, shared) => Some(s),
+        _ => None,
     }
 }
 
@@ -354,7 +363,7 @@ impl Scheduler {
     /// (values dropped then may still resolve promises), when no fiber will
     /// run again anyway.
     #[inline]
-    fn queue_key(&self, key: FiberKey) {
+    pub(crate) fn queue_key(&self, key: FiberKey) {
         let Ok(fibers) = self.fibers.try_borrow() else {
             return;
         };

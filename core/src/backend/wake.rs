@@ -103,6 +103,20 @@ impl WakeSlot {
             .is_ok()
     }
 
+    /// [`claim`](Self::claim) without a read-modify-write.
+    ///
+    /// # Safety
+    /// No other thread may try to claim `epoch` meanwhile (every other
+    /// claimant of this wait runs on the calling thread).
+    #[inline]
+    pub(super) unsafe fn claim_unshared(&self, epoch: u64) -> bool {
+        if self.state.load(Ordering::Relaxed) != epoch << 2 | WAITING {
+            return false;
+        }
+        self.state.store(epoch << 2 | CLAIMED, Ordering::Release);
+        true
+    }
+
     pub(super) fn is_waiting(&self, epoch: u64) -> bool {
         self.state.load(Ordering::Acquire) == epoch << 2 | WAITING
     }

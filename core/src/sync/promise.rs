@@ -36,16 +36,19 @@
 //! is_send::<weft::sync::Promise<std::rc::Rc<u32>>>();
 //! ```
 
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
 use crate::backend::{suspend_with_cancel, Resumer};
 use crate::error::{Error, ErrorKind, Result};
 
 use super::spin::backoff;
+
+mod cache;
 
 // `Inner::state`: the status in the low two bits, plus LOCKED while one
 // party holds the waiter list. Once the status leaves PENDING it never
@@ -110,27 +113,37 @@ impl Waiters {
     #[inline]
     fn wake_all(self) {
         if let Some(r) = self.first {
-            let _ = r.resume(());
+            // SAFETY: each resumer here is the one `Promise::wait`'s
+            // register closure was given, moved in and never cloned; the
+            // only other resumer of its wait is the suspended frame's copy.
+            let _ = unsafe { r.resume_sole(()) };
         }
         // Most promises have one waiter or none: skip building an iterator.
         if !self.rest.is_empty() {
             for r in self.rest {
-                let _ = r.resume(());
+                // SAFETY: as above.
+                let _ = unsafe { r.resume_sole(()) };
             }
         }
     }
 }
 
 impl<T> Inner<T> {
-    /// A new block holding `refs` references, on the heap.
+    /// A new block holding `refs` references, on the heap (through the
+    /// per-thread block cache).
+    #[inline]
     fn alloc(state: u8, refs: u64, value: MaybeUninit<T>) -> NonNull<Inner<T>> {
-        let b = Box::new(Inner {
-            state: AtomicU8::new(state),
-            refs: AtomicU64::new(refs),
-            value: UnsafeCell::new(value),
-            waiters: UnsafeCell::new(Waiters::default()),
-        });
-        NonNull::from(Box::leak(b))
+        let p = cache::alloc_block(Layout::new::<Inner<T>>()).cast::<Inner<T>>();
+        // SAFETY: `p` is a fresh allocation with `Inner<T>`'s layout.
+        unsafe {
+            p.as_ptr().write(Inner {
+                state: AtomicU8::new(state),
+                refs: AtomicU64::new(refs),
+                value: UnsafeCell::new(value),
+                waiters: UnsafeCell::new(Waiters::default()),
+            })
+        };
+        p
     }
 
     /// Takes the waiter lock if the promise is pending. Returns false,
@@ -267,8 +280,12 @@ unsafe fn release<T>(inner: NonNull<Inner<T>>, n: u64) {
     // block happen before it is freed.
     fence(Ordering::Acquire);
     // SAFETY: the count reached zero, so no other handle exists and none can
-    // be made; the block came from `Box::leak` in `Inner::alloc`.
-    drop(unsafe { Box::from_raw(inner.as_ptr()) });
+    // be made; the block was initialised by `Inner::alloc` and is dropped
+    // once, here.
+    unsafe { ptr::drop_in_place(inner.as_ptr()) };
+    // SAFETY: the block came from `cache::alloc_block` with this layout and
+    // its contents were just dropped.
+    unsafe { cache::free_block(inner.cast(), Layout::new::<Inner<T>>()) };
 }
 
 #[cold]

@@ -152,3 +152,61 @@ fn an_already_resolved_promise_frees_its_value_with_its_last_clone() {
     drop(q);
     assert_eq!(drops.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_freed_block_is_reused_by_the_next_promise_of_its_size() {
+    let (p, r) = Promise::<u64>::new();
+    let first = p.inner.as_ptr() as usize;
+    drop((p, r));
+    // Same size class, different value type: the cached block comes back.
+    let (q, s) = Promise::<[u32; 2]>::new();
+    assert_eq!(q.inner.as_ptr() as usize, first);
+    drop((q, s));
+}
+
+#[test]
+fn the_block_cache_keeps_a_bounded_number_of_blocks() {
+    let layout = Layout::new::<Inner<u64>>();
+    let blocks: Vec<_> = (0..100).map(|_| cache::alloc_block(layout)).collect();
+    for &b in &blocks {
+        // SAFETY: fresh blocks from `alloc_block` with this layout, unused.
+        unsafe { cache::free_block(b, layout) };
+    }
+    // The list filled up with the first PER_CLASS blocks freed (they come
+    // back newest first); the allocator got the rest.
+    let n = cache::PER_CLASS as usize;
+    let again: Vec<_> = (0..n).map(|_| cache::alloc_block(layout)).collect();
+    let kept: Vec<_> = blocks[..n].iter().rev().copied().collect();
+    assert_eq!(again, kept);
+    for b in again {
+        // SAFETY: as above.
+        unsafe { cache::free_block(b, layout) };
+    }
+}
+
+#[test]
+fn blocks_freed_on_other_threads_and_odd_layouts_work() {
+    #[derive(Debug, PartialEq)]
+    #[repr(align(64))]
+    struct OverAligned(u8);
+    for _ in 0..200 {
+        let (p, r) = Promise::new();
+        let (big, big_r) = Promise::new();
+        let (odd, odd_r) = Promise::new();
+        // Allocated here, resolved, waited for and freed on other threads
+        // (whose caches take the blocks and free them when they exit).
+        let t = thread::spawn(move || {
+            r.resolve(7u8).unwrap();
+            big_r.resolve([9u64; 64]).unwrap();
+            odd_r.resolve(OverAligned(3)).unwrap();
+        });
+        let u = thread::spawn(move || {
+            assert_eq!(*p.wait().unwrap(), 7);
+            assert_eq!(big.wait().unwrap()[63], 9);
+            assert_eq!(*odd.wait().unwrap(), OverAligned(3));
+            assert_eq!(odd.inner.as_ptr() as usize % 64, 0);
+        });
+        t.join().unwrap();
+        u.join().unwrap();
+    }
+}
