@@ -126,7 +126,9 @@ pub trait Driver: 'static {
     }
 }
 
+mod listed;
 mod wake;
+pub(crate) use listed::{suspend_listed, Here, Listed};
 use wake::WakeTarget;
 pub(crate) use wake::{Shared, WakeSlot};
 
@@ -204,36 +206,6 @@ impl<T> Resumer<T> {
         unsafe { *self.out.as_ref().get() = Some(result) };
         self.enqueue(false);
         Ok(())
-    }
-
-    /// [`resume`](Resumer::resume) for a resumer that no other thread can
-    /// race: called on the fiber's own scheduler thread, it claims the wait
-    /// with a plain load and store instead of a compare-exchange (a full
-    /// barrier on x86) and queues the fiber directly.
-    ///
-    /// # Safety
-    /// Apart from the copy the suspended frame keeps for its cancel hook
-    /// (which runs on the fiber's thread), no other resumer of this wait
-    /// exists: this one was never cloned.
-    #[inline]
-    pub(crate) unsafe fn resume_sole(self, value: T) -> std::result::Result<(), T> {
-        if let WakeTarget::Fiber(shared) = &self.slot.target {
-            if let Some(sched) = sched::owning(shared) {
-                // SAFETY: the only resumers of this wait are `self` and the
-                // frame's copy, whose hook runs on this thread, as we do now;
-                // so nobody else can be claiming it.
-                if !unsafe { self.slot.claim_unshared(self.epoch) } {
-                    return Err(value);
-                }
-                // SAFETY: as in `complete`: we claimed this epoch, so the
-                // fiber is suspended in the frame that owns `out` and stays
-                // so until queued below.
-                unsafe { *self.out.as_ref().get() = Some(Ok(value)) };
-                sched.queue_key(self.slot.fiber());
-                return Ok(());
-            }
-        }
-        self.resume(value)
     }
 
     /// Like [`complete`](Resumer::complete), but always goes through the

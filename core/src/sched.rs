@@ -272,6 +272,22 @@ impl Scheduler {
             .clone()
     }
 
+    /// Takes the running fiber's wake slot (made on first use) out of its
+    /// control block, for a wait that holds it in its frame; the fiber must
+    /// give it back with [`put_wake_slot`](Self::put_wake_slot) before it
+    /// suspends again or finishes.
+    #[inline]
+    pub(crate) fn take_wake_slot(&self) -> Arc<WakeSlot> {
+        let taken = self.cur().wake.borrow_mut().take();
+        taken.unwrap_or_else(|| Arc::new(WakeSlot::new(self.current_key(), self.shared.clone())))
+    }
+
+    /// Gives back the slot [`take_wake_slot`](Self::take_wake_slot) took.
+    #[inline]
+    pub(crate) fn put_wake_slot(&self, slot: Arc<WakeSlot>) {
+        *self.cur().wake.borrow_mut() = Some(slot);
+    }
+
     /// Switches away from the current fiber until something queues it again.
     #[inline(always)]
     pub(crate) fn block_current(&self, what: &'static str, hook: Option<RawHook>) {

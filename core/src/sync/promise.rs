@@ -39,11 +39,11 @@
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
-use crate::backend::{suspend_with_cancel, Resumer};
+use crate::backend::{suspend_listed, Here, Listed, Resumer};
 use crate::error::{Error, ErrorKind, Result};
 
 use super::spin::backoff;
@@ -77,21 +77,26 @@ struct Inner<T> {
     /// Written once, under the lock while PENDING, before the status becomes
     /// RESOLVED; initialised exactly when the status is RESOLVED.
     value: UnsafeCell<MaybeUninit<T>>,
-    /// Only touched while holding LOCKED.
-    waiters: UnsafeCell<Waiters>,
+    /// Only touched while holding LOCKED. Nearly always empty when the
+    /// block is freed, so `Drop` checks before running the list's drop glue.
+    waiters: UnsafeCell<ManuallyDrop<Waiters>>,
 }
 
 /// The fibers waiting on a promise. The common single waiter sits inline, so
 /// it costs no allocation, and taking or dropping an empty set is a few
 /// instructions (a `SmallVec` costs several times that on this path).
+///
+/// The entries are [`Listed`] resumers, added, removed and taken only under
+/// the promise's lock, and detached as they are taken (the rules are in
+/// `backend::listed`).
 #[derive(Default)]
 struct Waiters {
-    first: Option<Resumer<()>>,
-    rest: Vec<Resumer<()>>,
+    first: Option<Listed<()>>,
+    rest: Vec<Listed<()>>,
 }
 
 impl Waiters {
-    fn push(&mut self, r: Resumer<()>) {
+    fn push(&mut self, r: Listed<()>) {
         if self.first.is_none() {
             self.first = Some(r);
         } else {
@@ -109,20 +114,47 @@ impl Waiters {
         }
     }
 
+    /// Takes every waiter out, ready to be woken once the lock is released;
+    /// None if there are none (the common resolve before any wait).
+    ///
+    /// # Safety
+    /// The caller holds the promise's lock.
+    #[inline]
+    unsafe fn take(&mut self) -> Option<Taken> {
+        // Waiters fill `first` before `rest`: no first, nobody to wake.
+        self.first.as_ref()?;
+        let here = Here::now();
+        let mut w = std::mem::take(self);
+        if let Some(r) = &mut w.first {
+            // SAFETY: just taken from the list, under the lock.
+            unsafe { r.detach(here) };
+        }
+        for r in &mut w.rest {
+            // SAFETY: as above.
+            unsafe { r.detach(here) };
+        }
+        Some(Taken { w, here })
+    }
+}
+
+/// Waiters taken out of a promise, to wake once its lock is released.
+struct Taken {
+    w: Waiters,
+    /// Where they were detached.
+    here: Here,
+}
+
+impl Taken {
     /// Resumes every waiter.
     #[inline]
     fn wake_all(self) {
-        if let Some(r) = self.first {
-            // SAFETY: each resumer here is the one `Promise::wait`'s
-            // register closure was given, moved in and never cloned; the
-            // only other resumer of its wait is the suspended frame's copy.
-            let _ = unsafe { r.resume_sole(()) };
+        if let Some(r) = self.w.first {
+            let _ = r.resume(self.here, ());
         }
         // Most promises have one waiter or none: skip building an iterator.
-        if !self.rest.is_empty() {
-            for r in self.rest {
-                // SAFETY: as above.
-                let _ = unsafe { r.resume_sole(()) };
+        if !self.w.rest.is_empty() {
+            for r in self.w.rest {
+                let _ = r.resume(self.here, ());
             }
         }
     }
@@ -140,7 +172,7 @@ impl<T> Inner<T> {
                 state: AtomicU8::new(state),
                 refs: AtomicU64::new(refs),
                 value: UnsafeCell::new(value),
-                waiters: UnsafeCell::new(Waiters::default()),
+                waiters: UnsafeCell::new(ManuallyDrop::new(Waiters::default())),
             })
         };
         p
@@ -235,18 +267,26 @@ impl<T> Inner<T> {
             return;
         }
         // SAFETY: we hold the lock (taken just above).
-        let waiters = std::mem::take(unsafe { self.waiters() });
+        let waiters = unsafe { self.waiters().take() };
         self.unlock(ABANDONED);
-        waiters.wake_all();
+        if let Some(w) = waiters {
+            w.wake_all();
+        }
     }
 }
 
 impl<T> Drop for Inner<T> {
+    #[inline]
     fn drop(&mut self) {
         if *self.state.get_mut() == RESOLVED {
             // SAFETY: RESOLVED means the value was initialised, and the block
             // is being freed, so this is its only drop.
             unsafe { self.value.get_mut().assume_init_drop() };
+        }
+        let w = self.waiters.get_mut();
+        if w.first.is_some() || w.rest.capacity() != 0 {
+            // SAFETY: dropped once, here, as the block goes away.
+            unsafe { ManuallyDrop::drop(w) };
         }
     }
 }
@@ -427,7 +467,7 @@ impl<T> Promise<T> {
             ABANDONED => return Err(abandoned()),
             _ => {}
         }
-        suspend_with_cancel(
+        suspend_listed(
             "promise",
             |r| {
                 if inner.lock_pending() {
@@ -435,7 +475,7 @@ impl<T> Promise<T> {
                     unsafe { inner.waiters() }.push(r);
                     inner.unlock(PENDING);
                 } else {
-                    let _ = r.resume(());
+                    let _ = r.resume(Here::now(), ());
                 }
             },
             |r, reason| {
@@ -491,9 +531,11 @@ impl<T> Resolver<T> {
         // was never written and nobody reads it before RESOLVED is published.
         unsafe { (*inner.value.get()).write(value) };
         // SAFETY: we hold the lock.
-        let waiters = std::mem::take(unsafe { inner.waiters() });
+        let waiters = unsafe { inner.waiters().take() };
         inner.unlock(RESOLVED);
-        waiters.wake_all();
+        if let Some(w) = waiters {
+            w.wake_all();
+        }
         Ok(())
     }
 
