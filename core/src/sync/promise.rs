@@ -96,6 +96,7 @@ struct Waiters {
 }
 
 impl Waiters {
+    #[inline]
     fn push(&mut self, r: Listed<()>) {
         if self.first.is_none() {
             self.first = Some(r);
@@ -111,51 +112,6 @@ impl Waiters {
             self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
         } else {
             self.rest.retain(|x| !x.same_wait(r));
-        }
-    }
-
-    /// Takes every waiter out, ready to be woken once the lock is released;
-    /// None if there are none (the common resolve before any wait).
-    ///
-    /// # Safety
-    /// The caller holds the promise's lock.
-    #[inline]
-    unsafe fn take(&mut self) -> Option<Taken> {
-        // Waiters fill `first` before `rest`: no first, nobody to wake.
-        self.first.as_ref()?;
-        let here = Here::now();
-        let mut w = std::mem::take(self);
-        if let Some(r) = &mut w.first {
-            // SAFETY: just taken from the list, under the lock.
-            unsafe { r.detach(here) };
-        }
-        for r in &mut w.rest {
-            // SAFETY: as above.
-            unsafe { r.detach(here) };
-        }
-        Some(Taken { w, here })
-    }
-}
-
-/// Waiters taken out of a promise, to wake once its lock is released.
-struct Taken {
-    w: Waiters,
-    /// Where they were detached.
-    here: Here,
-}
-
-impl Taken {
-    /// Resumes every waiter.
-    #[inline]
-    fn wake_all(self) {
-        if let Some(r) = self.w.first {
-            let _ = r.resume(self.here, ());
-        }
-        // Most promises have one waiter or none: skip building an iterator.
-        if !self.w.rest.is_empty() {
-            for r in self.w.rest {
-                let _ = r.resume(self.here, ());
-            }
         }
     }
 }
@@ -263,14 +219,44 @@ impl<T> Inner<T> {
     /// Abandons the promise if it is still pending, waking every waiter
     /// (they get `Closed`).
     fn abandon(&self) {
-        if !self.lock_pending() {
-            return;
+        if self.lock_pending() {
+            // SAFETY: we hold the lock (taken just above).
+            unsafe { self.settle(ABANDONED) };
         }
-        // SAFETY: we hold the lock (taken just above).
-        let waiters = unsafe { self.waiters().take() };
-        self.unlock(ABANDONED);
-        if let Some(w) = waiters {
-            w.wake_all();
+    }
+
+    /// Sets the final status, releasing the lock, and wakes every waiter.
+    ///
+    /// # Safety
+    /// The caller holds the lock (and, for RESOLVED, has written the value).
+    #[inline]
+    unsafe fn settle(&self, status: u8) {
+        // SAFETY: we hold the lock, until the `unlock` below.
+        let w = unsafe { self.waiters() };
+        // Waiters fill `first` before `rest`: no first, nobody to wake.
+        let Some(mut first) = w.first.take() else {
+            self.unlock(status);
+            return;
+        };
+        let here = Here::now();
+        // SAFETY: taken from the list under the lock, which we still hold.
+        unsafe { first.detach(here) };
+        let rest = if w.rest.is_empty() {
+            Vec::new()
+        } else {
+            for r in &mut w.rest {
+                // SAFETY: as above, for entries still in the list.
+                unsafe { r.detach(here) };
+            }
+            std::mem::take(&mut w.rest)
+        };
+        self.unlock(status);
+        let _ = first.resume(here, ());
+        // Most promises have one waiter or none: skip building an iterator.
+        if !rest.is_empty() {
+            for r in rest {
+                let _ = r.resume(here, ());
+            }
         }
     }
 }
@@ -530,12 +516,8 @@ impl<T> Resolver<T> {
         // SAFETY: we hold the lock and the status is PENDING, so the value
         // was never written and nobody reads it before RESOLVED is published.
         unsafe { (*inner.value.get()).write(value) };
-        // SAFETY: we hold the lock.
-        let waiters = unsafe { inner.waiters().take() };
-        inner.unlock(RESOLVED);
-        if let Some(w) = waiters {
-            w.wake_all();
-        }
+        // SAFETY: we hold the lock and wrote the value.
+        unsafe { inner.settle(RESOLVED) };
         Ok(())
     }
 
