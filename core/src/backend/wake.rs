@@ -70,6 +70,7 @@ impl WakeSlot {
         }
     }
 
+    #[inline]
     pub(crate) fn fiber(&self) -> FiberKey {
         slotmap::KeyData::from_ffi(self.fiber.load(Ordering::Relaxed)).into()
     }
@@ -83,6 +84,7 @@ impl WakeSlot {
 
     /// Starts a new wait and returns its epoch. Only the owning fiber calls
     /// this, and only while no wait is pending.
+    #[inline]
     pub(super) fn begin_wait(&self) -> u64 {
         let cur = self.state.load(Ordering::Relaxed);
         debug_assert_ne!(cur & STATUS_MASK, WAITING, "fiber already waiting");
@@ -92,6 +94,7 @@ impl WakeSlot {
     }
 
     /// Claims the wait `epoch`; exactly one caller ever succeeds.
+    #[inline]
     pub(super) fn claim(&self, epoch: u64) -> bool {
         self.state
             .compare_exchange(
