@@ -180,21 +180,12 @@ pub(crate) fn in_runtime() -> bool {
 /// false if it does not (the caller then wakes it through `shared`).
 #[inline]
 pub(crate) fn wake_local(shared: &Arc<Shared>, fiber: FiberKey) -> bool {
-    match owning(shared) {
-        Some(s) => {
+    match current() {
+        Ok(s) if Arc::ptr_eq(&s.shared, shared) => {
             s.queue_key(fiber);
             true
         }
-        None => false,
-    }
-}
-
-/// The scheduler that owns `shared`, if it runs on this thread.
-#[inline]
-pub(crate) fn owning(shared: &Arc<Shared>) -> Option<&'static Scheduler> {
-    match current() {
-        Ok(s) if Arc::ptr_eq(&s.shared, shared) => Some(s),
-        _ => None,
+        _ => false,
     }
 }
 
@@ -261,7 +252,8 @@ impl Scheduler {
     }
 
     /// The running fiber's wake slot (made on first use). Its control block
-    /// keeps a counted reference until the fiber finishes, which
+    /// keeps a counted reference until the fiber finishes (lent to the
+    /// frame of a `suspend_listed` wait while that lasts), which
     /// `suspend_with_cancel` relies on.
     pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
         let key = self.current_key();
