@@ -291,17 +291,26 @@ fn retain<T>(inner: &Inner<T>, n: u64) {
 ///
 /// # Safety
 /// The caller owns those references and does not use `inner` afterwards.
-#[inline]
+#[inline(always)]
 unsafe fn release<T>(inner: NonNull<Inner<T>>, n: u64) {
     // SAFETY: the caller's references keep the block alive until this
     // decrement; the Release orders every use of it through them before it.
     if unsafe { inner.as_ref() }
         .refs
         .fetch_sub(n, Ordering::Release)
-        != n
+        == n
     {
-        return;
+        // SAFETY: that was the last reference.
+        unsafe { free(inner) };
     }
+}
+
+/// Drops and frees the block.
+///
+/// # Safety
+/// The caller gave back the last reference to it.
+#[inline(never)]
+unsafe fn free<T>(inner: NonNull<Inner<T>>) {
     // Pairs with the other handles' Release decrements: their uses of the
     // block happen before it is freed.
     fence(Ordering::Acquire);
