@@ -439,3 +439,98 @@ fn a_plain_thread_feeds_a_fiber_with_try_add(#[case] backend: Backend) {
         );
     }
 }
+
+/// How long the runs below wait for other threads before calling a lost
+/// wake-up a deadlock.
+const LOST: Duration = Duration::from_secs(5);
+
+#[test]
+fn fibers_and_plain_threads_wait_on_one_promise() {
+    // A promise's waiters may mix fibers (woken on their own scheduler
+    // without reference counting) and plain threads; whoever resolves, from
+    // a fiber or from another thread, wakes every one of them.
+    for resolve_from_a_thread in [false, true] {
+        for thread_waits_first in [false, true] {
+            // A lost wake-up becomes a deadlock error, not a hang.
+            let got = mock::Config::new().external_wait(LOST).run(|_env| {
+                let (p, r) = Promise::new();
+                let (tx, rx) = mpsc::channel();
+                let p2 = p.clone();
+                let waiter = thread::spawn(move || tx.send(*p2.wait().unwrap()).unwrap());
+                if thread_waits_first {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                let (a, b) = fiber::pair(
+                    || p.wait().copied(),
+                    || {
+                        fiber::yield_now()?;
+                        if resolve_from_a_thread {
+                            thread::spawn(move || r.resolve(5u32).unwrap());
+                        } else {
+                            r.resolve(5u32).unwrap();
+                        }
+                        Ok(*p.wait()?)
+                    },
+                )?;
+                waiter.join().unwrap();
+                Ok((a, b, rx.recv().unwrap()))
+            });
+            assert_eq!(
+                got.unwrap(),
+                (5, 5, 5),
+                "thread resolves: {resolve_from_a_thread}, thread first: {thread_waits_first}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stress_thread_resolve_racing_cancellation_across_short_runs() {
+    // As above, but every round is a run of its own, so the waiter's wake
+    // slot goes away with its scheduler right after the race: a thread that
+    // took the waiter out of the promise must hold its own reference.
+    const ROUNDS: u32 = 300;
+    let (tx, rx) = mpsc::channel::<(u32, Resolver<u32>)>();
+    let t = thread::spawn(move || {
+        for (round, r) in rx {
+            for _ in 0..(round % 32) * 40 {
+                std::hint::spin_loop();
+            }
+            r.resolve(round).unwrap();
+        }
+    });
+    let (mut values, mut cancels) = (0, 0);
+    for round in 0..ROUNDS {
+        let (p, r) = Promise::new();
+        let got = mock::Config::new().external_wait(LOST).run(|_env| {
+            tx.send((round, r)).unwrap();
+            cancel::sub(|scope| {
+                fiber::pair(
+                    || p.wait().copied(),
+                    || {
+                        for _ in 0..(round % 3) {
+                            fiber::yield_now()?;
+                        }
+                        scope.cancel(weft::Error::new(ErrorKind::Timeout));
+                        Ok(())
+                    },
+                )
+            })
+        });
+        match got {
+            Ok((v, ())) => {
+                assert_eq!(v, round);
+                values += 1;
+            }
+            Err(e) => {
+                assert!(e.is_cancelled(), "{e}");
+                cancels += 1;
+            }
+        }
+        // Outside any run now: waits on this plain thread.
+        assert_eq!(*p.wait().unwrap(), round);
+    }
+    drop(tx);
+    t.join().unwrap();
+    assert_eq!(values + cancels, ROUNDS);
+}

@@ -126,7 +126,9 @@ pub trait Driver: 'static {
     }
 }
 
+mod listed;
 mod wake;
+pub(crate) use listed::{suspend_listed, Here, Listed};
 use wake::WakeTarget;
 pub(crate) use wake::{Shared, WakeSlot};
 

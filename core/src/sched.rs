@@ -230,12 +230,29 @@ impl Scheduler {
     }
 
     /// The running fiber's wake slot (made on first use). Its control block
-    /// keeps a counted reference until the fiber finishes, which
+    /// keeps a counted reference until the fiber finishes (lent to the
+    /// frame of a `suspend_listed` wait while that lasts), which
     /// `suspend_with_cancel` relies on.
     pub(crate) fn current_wake_slot(&self) -> Arc<WakeSlot> {
         let key = self.current_key();
         self.cur()
             .wake_or_insert(|| Arc::new(WakeSlot::new(key, self.shared.clone())))
+    }
+
+    /// Takes the running fiber's wake slot (made on first use) out of its
+    /// control block, for a wait that holds it in its frame; the fiber must
+    /// give it back with [`put_wake_slot`](Self::put_wake_slot) before it
+    /// suspends again or finishes.
+    #[inline]
+    pub(crate) fn take_wake_slot(&self) -> Arc<WakeSlot> {
+        let taken = self.cur().wake.borrow_mut().take();
+        taken.unwrap_or_else(|| Arc::new(WakeSlot::new(self.current_key(), self.shared.clone())))
+    }
+
+    /// Gives back the slot [`take_wake_slot`](Self::take_wake_slot) took.
+    #[inline]
+    pub(crate) fn put_wake_slot(&self, slot: Arc<WakeSlot>) {
+        *self.cur().wake.borrow_mut() = Some(slot);
     }
 
     /// Switches away from the current fiber until something queues it again.
@@ -329,7 +346,7 @@ impl Scheduler {
     /// (values dropped then may still resolve promises), when no fiber will
     /// run again anyway.
     #[inline]
-    fn queue_key(&self, key: FiberKey) {
+    pub(crate) fn queue_key(&self, key: FiberKey) {
         let Ok(fibers) = self.fibers.try_borrow() else {
             return;
         };

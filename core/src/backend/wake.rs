@@ -70,6 +70,7 @@ impl WakeSlot {
         }
     }
 
+    #[inline]
     pub(crate) fn fiber(&self) -> FiberKey {
         slotmap::KeyData::from_ffi(self.fiber.load(Ordering::Relaxed)).into()
     }
@@ -83,6 +84,7 @@ impl WakeSlot {
 
     /// Starts a new wait and returns its epoch. Only the owning fiber calls
     /// this, and only while no wait is pending.
+    #[inline]
     pub(super) fn begin_wait(&self) -> u64 {
         let cur = self.state.load(Ordering::Relaxed);
         debug_assert_ne!(cur & STATUS_MASK, WAITING, "fiber already waiting");
@@ -92,6 +94,7 @@ impl WakeSlot {
     }
 
     /// Claims the wait `epoch`; exactly one caller ever succeeds.
+    #[inline]
     pub(super) fn claim(&self, epoch: u64) -> bool {
         self.state
             .compare_exchange(
@@ -101,6 +104,20 @@ impl WakeSlot {
                 Ordering::Acquire,
             )
             .is_ok()
+    }
+
+    /// [`claim`](Self::claim) without a read-modify-write.
+    ///
+    /// # Safety
+    /// No other thread may try to claim `epoch` meanwhile (every other
+    /// claimant of this wait runs on the calling thread).
+    #[inline]
+    pub(super) unsafe fn claim_unshared(&self, epoch: u64) -> bool {
+        if self.state.load(Ordering::Relaxed) != epoch << 2 | WAITING {
+            return false;
+        }
+        self.state.store(epoch << 2 | CLAIMED, Ordering::Release);
+        true
     }
 
     pub(super) fn is_waiting(&self, epoch: u64) -> bool {

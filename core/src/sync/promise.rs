@@ -36,38 +36,68 @@
 //! is_send::<weft::sync::Promise<std::rc::Rc<u32>>>();
 //! ```
 
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
-use crate::backend::{suspend_with_cancel, Resumer};
+use crate::backend::{suspend_listed, Here, Listed, Resumer};
 use crate::error::{Error, ErrorKind, Result};
 
-use super::spin::SpinLock;
+use super::spin::backoff;
 
+mod cache;
+
+// `Inner::state`: the status in the low two bits, plus LOCKED while one
+// party holds the waiter list. Once the status leaves PENDING it never
+// changes again, and the lock is only ever taken while it is PENDING, so
+// checking the status and taking the lock is one compare-exchange, and
+// resolving publishes the value and unlocks in one release store.
 const PENDING: u8 = 0;
 const RESOLVED: u8 = 1;
 const ABANDONED: u8 = 2;
+const LOCKED: u8 = 4;
+const STATUS: u8 = 3;
 
+// `Inner::refs`: every handle (promise or resolver) counts one HANDLE and
+// each resolver also one RESOLVER, so dropping a resolver is a single
+// read-modify-write that also tells whether it was the last reference.
+const HANDLE: u64 = 1;
+const RESOLVER: u64 = 1 << 32;
+/// Clones beyond this abort, as `Arc` does, long before a half overflows.
+const MAX_HANDLES: u64 = 1 << 31;
+
+/// The shared block behind a promise's handles: one allocation, freed by
+/// whichever handle drops the last reference.
 struct Inner<T> {
     state: AtomicU8,
-    /// Written once, under `waiters`' lock, before `state` becomes RESOLVED.
-    value: UnsafeCell<Option<T>>,
-    waiters: SpinLock<Waiters>,
-    resolvers: AtomicUsize,
+    refs: AtomicU64,
+    /// Written once, under the lock while PENDING, before the status becomes
+    /// RESOLVED; initialised exactly when the status is RESOLVED.
+    value: UnsafeCell<MaybeUninit<T>>,
+    /// Only touched while holding LOCKED. Nearly always empty when the
+    /// block is freed, so `Drop` checks before running the list's drop glue.
+    waiters: UnsafeCell<ManuallyDrop<Waiters>>,
 }
 
 /// The fibers waiting on a promise. The common single waiter sits inline, so
 /// it costs no allocation, and taking or dropping an empty set is a few
 /// instructions (a `SmallVec` costs several times that on this path).
+///
+/// The entries are [`Listed`] resumers, added, removed and taken only under
+/// the promise's lock, and detached as they are taken (the rules are in
+/// `backend::listed`).
 #[derive(Default)]
 struct Waiters {
-    first: Option<Resumer<()>>,
-    rest: Vec<Resumer<()>>,
+    first: Option<Listed<()>>,
+    rest: Vec<Listed<()>>,
 }
 
 impl Waiters {
-    fn push(&mut self, r: Resumer<()>) {
+    #[inline]
+    fn push(&mut self, r: Listed<()>) {
         if self.first.is_none() {
             self.first = Some(r);
         } else {
@@ -84,30 +114,223 @@ impl Waiters {
             self.rest.retain(|x| !x.same_wait(r));
         }
     }
+}
 
-    /// Resumes every waiter.
+impl<T> Inner<T> {
+    /// A new block holding `refs` references, on the heap (through the
+    /// per-thread block cache).
     #[inline]
-    fn wake_all(self) {
-        if let Some(r) = self.first {
-            let _ = r.resume(());
+    fn alloc(state: u8, refs: u64, value: MaybeUninit<T>) -> NonNull<Inner<T>> {
+        let p = cache::alloc_block(Layout::new::<Inner<T>>()).cast::<Inner<T>>();
+        // SAFETY: `p` is a fresh allocation with `Inner<T>`'s layout.
+        unsafe {
+            p.as_ptr().write(Inner {
+                state: AtomicU8::new(state),
+                refs: AtomicU64::new(refs),
+                value: UnsafeCell::new(value),
+                waiters: UnsafeCell::new(ManuallyDrop::new(Waiters::default())),
+            })
+        };
+        p
+    }
+
+    /// Takes the waiter lock if the promise is pending. Returns false,
+    /// without locking, once it is resolved or abandoned (which is final);
+    /// the Acquire then makes a resolved value visible.
+    #[inline]
+    fn lock_pending(&self) -> bool {
+        match self.state.compare_exchange_weak(
+            PENDING,
+            PENDING | LOCKED,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(s) => self.lock_pending_contended(s),
         }
+    }
+
+    #[cold]
+    fn lock_pending_contended(&self, mut s: u8) -> bool {
+        let mut spins = 0u32;
+        loop {
+            if s & LOCKED == 0 {
+                if s != PENDING {
+                    return false;
+                }
+                match self.state.compare_exchange_weak(
+                    PENDING,
+                    PENDING | LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => s = now,
+                }
+                continue;
+            }
+            backoff(&mut spins);
+            s = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    /// Gives the lock back, setting the status to `status` (PENDING to
+    /// just unlock; RESOLVED or ABANDONED to publish the outcome).
+    #[inline]
+    fn unlock(&self, status: u8) {
+        self.state.store(status, Ordering::Release);
+    }
+
+    /// The waiter list.
+    ///
+    /// # Safety
+    /// The caller holds the lock (took it with `lock_pending`, has not yet
+    /// called `unlock`) and keeps the returned reference no longer.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    unsafe fn waiters(&self) -> &mut Waiters {
+        // SAFETY: forwarded: the lock makes the caller the list's only user.
+        unsafe { &mut *self.waiters.get() }
+    }
+
+    /// The value of a resolved promise.
+    ///
+    /// # Safety
+    /// The caller observed the status RESOLVED with an Acquire load.
+    #[inline]
+    unsafe fn value(&self) -> &T {
+        // SAFETY: RESOLVED (observed with Acquire) means `value` was
+        // initialised before the Release store that published it, and it is
+        // never written again while the block lives.
+        unsafe { (*self.value.get()).assume_init_ref() }
+    }
+
+    /// The value, if the promise is resolved.
+    #[inline]
+    fn peek(&self) -> Option<&T> {
+        if self.state.load(Ordering::Acquire) == RESOLVED {
+            // SAFETY: just observed RESOLVED with Acquire.
+            Some(unsafe { self.value() })
+        } else {
+            None
+        }
+    }
+
+    /// Abandons the promise if it is still pending, waking every waiter
+    /// (they get `Closed`).
+    fn abandon(&self) {
+        if self.lock_pending() {
+            // SAFETY: we hold the lock (taken just above).
+            unsafe { self.settle(ABANDONED) };
+        }
+    }
+
+    /// Sets the final status, releasing the lock, and wakes every waiter.
+    ///
+    /// # Safety
+    /// The caller holds the lock (and, for RESOLVED, has written the value).
+    #[inline]
+    unsafe fn settle(&self, status: u8) {
+        // SAFETY: we hold the lock, until the `unlock` below.
+        let w = unsafe { self.waiters() };
+        // Waiters fill `first` before `rest`: no first, nobody to wake.
+        let Some(mut first) = w.first.take() else {
+            self.unlock(status);
+            return;
+        };
+        let here = Here::now();
+        // SAFETY: taken from the list under the lock, which we still hold.
+        unsafe { first.detach(here) };
+        let rest = if w.rest.is_empty() {
+            Vec::new()
+        } else {
+            for r in &mut w.rest {
+                // SAFETY: as above, for entries still in the list.
+                unsafe { r.detach(here) };
+            }
+            std::mem::take(&mut w.rest)
+        };
+        self.unlock(status);
+        let _ = first.resume(here, ());
         // Most promises have one waiter or none: skip building an iterator.
-        if !self.rest.is_empty() {
-            for r in self.rest {
-                let _ = r.resume(());
+        if !rest.is_empty() {
+            for r in rest {
+                let _ = r.resume(here, ());
             }
         }
     }
 }
 
-// SAFETY: `value` is written once, under the `waiters` lock, before `state`
-// is set to RESOLVED with Release ordering, and never written again; readers
-// only read it after observing RESOLVED with Acquire ordering. Sharing `&T`
-// across threads needs `T: Sync`, moving `T` in from another thread needs
-// `T: Send`.
-unsafe impl<T: Send + Sync> Sync for Inner<T> {}
-// SAFETY: as above; the value may be dropped on any thread, so `T: Send`.
-unsafe impl<T: Send> Send for Inner<T> {}
+impl<T> Drop for Inner<T> {
+    #[inline]
+    fn drop(&mut self) {
+        if *self.state.get_mut() == RESOLVED {
+            // SAFETY: RESOLVED means the value was initialised, and the block
+            // is being freed, so this is its only drop.
+            unsafe { self.value.get_mut().assume_init_drop() };
+        }
+        let w = self.waiters.get_mut();
+        if w.first.is_some() || w.rest.capacity() != 0 {
+            // SAFETY: dropped once, here, as the block goes away.
+            unsafe { ManuallyDrop::drop(w) };
+        }
+    }
+}
+
+/// Adds `n` references to a block the caller holds a reference to.
+#[inline]
+fn retain<T>(inner: &Inner<T>, n: u64) {
+    let old = inner.refs.fetch_add(n, Ordering::Relaxed);
+    if old & (RESOLVER - 1) >= MAX_HANDLES {
+        std::process::abort();
+    }
+}
+
+/// Gives back `n` of the references the caller holds (one HANDLE, plus one
+/// RESOLVER for a resolver), freeing the block if they were the last.
+///
+/// # Safety
+/// The caller owns those references and does not use `inner` afterwards.
+#[inline(always)]
+unsafe fn release<T>(inner: NonNull<Inner<T>>, n: u64) {
+    // SAFETY: the caller's references keep the block alive until this
+    // decrement; the Release orders every use of it through them before it.
+    if unsafe { inner.as_ref() }
+        .refs
+        .fetch_sub(n, Ordering::Release)
+        == n
+    {
+        // SAFETY: that was the last reference.
+        unsafe { free(inner) };
+    }
+}
+
+/// Drops and frees the block.
+///
+/// # Safety
+/// The caller gave back the last reference to it.
+#[inline(never)]
+unsafe fn free<T>(inner: NonNull<Inner<T>>) {
+    // Pairs with the other handles' Release decrements: their uses of the
+    // block happen before it is freed.
+    fence(Ordering::Acquire);
+    // SAFETY: the count reached zero, so no other handle exists and none can
+    // be made; the block was initialised by `Inner::alloc` and is dropped
+    // once, here.
+    unsafe { ptr::drop_in_place(inner.as_ptr()) };
+    // SAFETY: the block came from `cache::alloc_block` with this layout and
+    // its contents were just dropped.
+    unsafe { cache::free_block(inner.cast(), Layout::new::<Inner<T>>()) };
+}
+
+#[cold]
+#[inline(never)]
+fn abandoned() -> Error {
+    Error::msg(
+        ErrorKind::Closed,
+        "promise abandoned: every resolver was dropped unresolved",
+    )
+}
 
 /// The reading half of a promise: [`wait`](Promise::wait) for the value.
 ///
@@ -132,7 +355,9 @@ unsafe impl<T: Send> Send for Inner<T> {}
 /// .unwrap();
 /// ```
 pub struct Promise<T> {
-    inner: Arc<Inner<T>>,
+    inner: NonNull<Inner<T>>,
+    /// Owns a share of the block (and so maybe drops a `T`).
+    _owns: PhantomData<Inner<T>>,
 }
 
 /// The writing half of a promise: [`resolve`](Resolver::resolve) it once.
@@ -140,8 +365,25 @@ pub struct Promise<T> {
 /// If every resolver is dropped without resolving, waiters get
 /// `Err(Closed)` instead of waiting forever.
 pub struct Resolver<T> {
-    inner: Arc<Inner<T>>,
+    inner: NonNull<Inner<T>>,
+    _owns: PhantomData<Inner<T>>,
 }
+
+// SAFETY: the handles share `Inner` across threads. Its atomics synchronise
+// themselves; `waiters` is only touched under the lock bit (Acquire to take,
+// Release to give back); `value` is written once, under the lock while
+// PENDING, before the Release store of RESOLVED, and only read after an
+// Acquire load of RESOLVED. Sharing the `&T` that readers get needs
+// `T: Sync`; moving the value in from the resolver's thread, and dropping it
+// on whichever thread frees the block, needs `T: Send`.
+unsafe impl<T: Send + Sync> Send for Promise<T> {}
+// SAFETY: as for Send; every method takes `&self` and goes through the same
+// synchronisation.
+unsafe impl<T: Send + Sync> Sync for Promise<T> {}
+// SAFETY: as for `Promise`.
+unsafe impl<T: Send + Sync> Send for Resolver<T> {}
+// SAFETY: as for `Promise`.
+unsafe impl<T: Send + Sync> Sync for Resolver<T> {}
 
 /// Returned by [`Resolver::resolve`] on a promise that was already resolved;
 /// gives the rejected value back.
@@ -151,108 +393,108 @@ pub struct AlreadyResolved<T>(pub T);
 
 impl<T> Clone for Promise<T> {
     fn clone(&self) -> Self {
+        retain(self.inner(), HANDLE);
         Promise {
-            inner: self.inner.clone(),
+            inner: self.inner,
+            _owns: PhantomData,
         }
     }
 }
 
 impl<T> Clone for Resolver<T> {
     fn clone(&self) -> Self {
-        self.inner.resolvers.fetch_add(1, Ordering::Relaxed);
+        retain(self.inner(), RESOLVER + HANDLE);
         Resolver {
-            inner: self.inner.clone(),
+            inner: self.inner,
+            _owns: PhantomData,
         }
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this handle owns one HANDLE reference and is going away.
+        unsafe { release(self.inner, HANDLE) }
     }
 }
 
 impl<T> Promise<T> {
     /// A new unresolved promise and its resolver.
     #[allow(clippy::new_ret_no_self)]
+    #[inline]
     pub fn new() -> (Promise<T>, Resolver<T>) {
-        let inner = Arc::new(Inner {
-            state: AtomicU8::new(PENDING),
-            value: UnsafeCell::new(None),
-            waiters: SpinLock::new(Waiters::default()),
-            resolvers: AtomicUsize::new(1),
-        });
+        let inner = Inner::alloc(PENDING, RESOLVER + 2 * HANDLE, MaybeUninit::uninit());
         (
             Promise {
-                inner: inner.clone(),
+                inner,
+                _owns: PhantomData,
             },
-            Resolver { inner },
+            Resolver {
+                inner,
+                _owns: PhantomData,
+            },
         )
     }
 
     /// A promise that is already resolved with `value`.
     pub fn resolved(value: T) -> Promise<T> {
         Promise {
-            inner: Arc::new(Inner {
-                state: AtomicU8::new(RESOLVED),
-                value: UnsafeCell::new(Some(value)),
-                waiters: SpinLock::new(Waiters::default()),
-                resolvers: AtomicUsize::new(0),
-            }),
+            inner: Inner::alloc(RESOLVED, HANDLE, MaybeUninit::new(value)),
+            _owns: PhantomData,
         }
+    }
+
+    #[inline]
+    fn inner(&self) -> &Inner<T> {
+        // SAFETY: this handle holds a reference, so the block is alive.
+        unsafe { self.inner.as_ref() }
     }
 
     /// Waits until the promise is resolved and returns its value. Returns at
     /// once if it already is. Fails with `Cancelled` if the fiber is
     /// cancelled first, and with `Closed` if every resolver was dropped.
     pub fn wait(&self) -> Result<&T> {
-        if let Some(v) = self.peek() {
-            return Ok(v);
+        let inner = self.inner();
+        match inner.state.load(Ordering::Acquire) {
+            // SAFETY: just observed RESOLVED with Acquire.
+            RESOLVED => return Ok(unsafe { inner.value() }),
+            ABANDONED => return Err(abandoned()),
+            _ => {}
         }
-        self.check_abandoned()?;
-        suspend_with_cancel(
+        suspend_listed(
             "promise",
             |r| {
-                let mut w = self.inner.waiters.lock();
-                if self.inner.state.load(Ordering::Acquire) != PENDING {
-                    drop(w);
-                    let _ = r.resume(());
+                if inner.lock_pending() {
+                    // SAFETY: we hold the lock.
+                    unsafe { inner.waiters() }.push(r);
+                    inner.unlock(PENDING);
                 } else {
-                    w.push(r);
+                    let _ = r.resume(Here::now(), ());
                 }
             },
             |r, reason| {
-                self.inner.waiters.lock().remove(r);
+                if inner.lock_pending() {
+                    // SAFETY: we hold the lock.
+                    unsafe { inner.waiters() }.remove(r);
+                    inner.unlock(PENDING);
+                }
                 let _ = r.fail(Error::cancelled(reason.clone()));
             },
         )?;
-        match self.peek() {
-            Some(v) => Ok(v),
-            None => {
-                self.check_abandoned()?;
-                unreachable!("woken while pending")
-            }
-        }
-    }
-
-    fn check_abandoned(&self) -> Result<()> {
-        if self.inner.state.load(Ordering::Acquire) == ABANDONED {
-            return Err(Error::msg(
-                ErrorKind::Closed,
-                "promise abandoned: every resolver was dropped unresolved",
-            ));
-        }
-        Ok(())
+        // Woken, so the status is final: resolved, or abandoned.
+        inner.peek().ok_or_else(abandoned)
     }
 
     /// The value, if the promise is resolved. Never suspends.
+    #[inline]
     pub fn peek(&self) -> Option<&T> {
-        if self.inner.state.load(Ordering::Acquire) == RESOLVED {
-            // SAFETY: RESOLVED (observed with Acquire) means `value` was
-            // written before the Release store and is never written again.
-            unsafe { (*self.inner.value.get()).as_ref() }
-        } else {
-            None
-        }
+        self.inner().peek()
     }
 
     /// True once the promise has a value.
     pub fn is_resolved(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) == RESOLVED
+        self.inner().state.load(Ordering::Acquire) == RESOLVED
     }
 }
 
@@ -266,21 +508,25 @@ impl<T: Clone> Promise<Result<T>> {
 }
 
 impl<T> Resolver<T> {
+    #[inline]
+    fn inner(&self) -> &Inner<T> {
+        // SAFETY: this handle holds a reference, so the block is alive.
+        unsafe { self.inner.as_ref() }
+    }
+
     /// Resolves the promise, waking every waiter. A promise is resolved
     /// only once: later calls fail and give the value back.
+    #[inline]
     pub fn resolve(&self, value: T) -> std::result::Result<(), AlreadyResolved<T>> {
-        let waiters = {
-            let mut w = self.inner.waiters.lock();
-            if self.inner.state.load(Ordering::Acquire) != PENDING {
-                return Err(AlreadyResolved(value));
-            }
-            // SAFETY: we hold the waiters lock and the state is PENDING, so no
-            // other resolver is writing and no reader reads `value` yet.
-            unsafe { *self.inner.value.get() = Some(value) };
-            self.inner.state.store(RESOLVED, Ordering::Release);
-            std::mem::take(&mut *w)
-        };
-        waiters.wake_all();
+        let inner = self.inner();
+        if !inner.lock_pending() {
+            return Err(AlreadyResolved(value));
+        }
+        // SAFETY: we hold the lock and the status is PENDING, so the value
+        // was never written and nobody reads it before RESOLVED is published.
+        unsafe { (*inner.value.get()).write(value) };
+        // SAFETY: we hold the lock and wrote the value.
+        unsafe { inner.settle(RESOLVED) };
         Ok(())
     }
 
@@ -291,24 +537,31 @@ impl<T> Resolver<T> {
 
     /// True once the promise has a value.
     pub fn is_resolved(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) == RESOLVED
+        self.inner().state.load(Ordering::Acquire) == RESOLVED
     }
 }
 
 impl<T> Drop for Resolver<T> {
+    #[inline]
     fn drop(&mut self) {
-        if self.inner.resolvers.fetch_sub(1, Ordering::AcqRel) != 1 {
+        let inner = self.inner();
+        // Once the status has left PENDING it stays put, so no abandoning
+        // can be needed: give back both counts in one step.
+        if inner.state.load(Ordering::Relaxed) & STATUS != PENDING {
+            // SAFETY: this handle owns one HANDLE and one RESOLVER reference
+            // and is going away.
+            unsafe { release(self.inner, RESOLVER + HANDLE) };
             return;
         }
-        let waiters = {
-            let mut w = self.inner.waiters.lock();
-            if self.inner.state.load(Ordering::Acquire) != PENDING {
-                return;
-            }
-            self.inner.state.store(ABANDONED, Ordering::Release);
-            std::mem::take(&mut *w)
-        };
-        waiters.wake_all();
+        // Give up the RESOLVER count first, keeping the HANDLE so the block
+        // outlives the abandoning; the decrement that takes the resolvers to
+        // zero is the one (and only one) that abandons.
+        let old = inner.refs.fetch_sub(RESOLVER, Ordering::AcqRel);
+        if old < 2 * RESOLVER {
+            inner.abandon();
+        }
+        // SAFETY: this handle still owns its HANDLE reference.
+        unsafe { release(self.inner, HANDLE) };
     }
 }
 
@@ -328,3 +581,6 @@ impl<T> std::fmt::Debug for Resolver<T> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -50,13 +50,7 @@ impl<T> SpinLock<T> {
         let mut spins = 0u32;
         loop {
             while self.locked.load(Ordering::Relaxed) {
-                if spins < 100 {
-                    std::hint::spin_loop();
-                    spins += 1;
-                } else {
-                    // The holder may have been preempted: let it run.
-                    std::thread::yield_now();
-                }
+                backoff(&mut spins);
             }
             if self
                 .locked
@@ -66,6 +60,19 @@ impl<T> SpinLock<T> {
                 return;
             }
         }
+    }
+}
+
+/// One step of waiting for a spin lock's holder (this one, or the lock bit
+/// folded into a promise's state): spin briefly, then yield the thread, as
+/// the holder may have been preempted.
+#[inline]
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 100 {
+        std::hint::spin_loop();
+        *spins += 1;
+    } else {
+        std::thread::yield_now();
     }
 }
 
