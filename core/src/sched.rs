@@ -245,14 +245,14 @@ impl Scheduler {
     /// suspends again or finishes.
     #[inline]
     pub(crate) fn take_wake_slot(&self) -> Arc<WakeSlot> {
-        let taken = self.cur().wake.borrow_mut().take();
+        let taken = self.cur().take_wake();
         taken.unwrap_or_else(|| Arc::new(WakeSlot::new(self.current_key(), self.shared.clone())))
     }
 
     /// Gives back the slot [`take_wake_slot`](Self::take_wake_slot) took.
     #[inline]
     pub(crate) fn put_wake_slot(&self, slot: Arc<WakeSlot>) {
-        *self.cur().wake.borrow_mut() = Some(slot);
+        self.cur().put_wake(slot);
     }
 
     /// Switches away from the current fiber until something queues it again.

@@ -158,10 +158,10 @@ impl Fiber {
     /// The fiber's wake slot, if it has one.
     #[inline]
     pub(super) fn wake(&self) -> Option<&Arc<WakeSlot>> {
-        // SAFETY: the slot is written only by `wake_or_insert` (by the
-        // fiber itself, while it runs, filling an empty cell) and by
+        // SAFETY: the slot is written only by `wake_or_insert`, `take_wake`
+        // and `put_wake` (by the fiber itself, while it runs) and by
         // `drop_shared_wake` (in `recycle`, after it returned); callers use
-        // the reference at once, across neither.
+        // the reference at once, across none of them.
         unsafe { (*self.wake.get()).as_ref() }
     }
 
@@ -176,6 +176,23 @@ impl Fiber {
         // and no reference into it is alive.
         unsafe { *self.wake.get() = Some(w.clone()) };
         w
+    }
+
+    /// Takes the wake slot out, for a wait that holds it in its frame.
+    #[inline]
+    pub(super) fn take_wake(&self) -> Option<Arc<WakeSlot>> {
+        // SAFETY: called by the running fiber itself; no reference into
+        // the cell is alive (`wake` callers drop theirs at once).
+        unsafe { (*self.wake.get()).take() }
+    }
+
+    /// Puts back the slot `take_wake` took.
+    #[inline]
+    pub(super) fn put_wake(&self, slot: Arc<WakeSlot>) {
+        // SAFETY: as in `take_wake`; anything the cell held is dropped only
+        // after the write, outside the unsafe access.
+        let old = unsafe { (*self.wake.get()).replace(slot) };
+        drop(old);
     }
 
     /// Keeps `stack` with this spare block.
