@@ -327,40 +327,13 @@ fn stress_cross_thread_resolve_racing_cancellation() {
     let outcomes = mock::run(|_env| {
         let (tx, rx) = mpsc::channel::<(u32, Resolver<u32>)>();
         let _ext = ExternalWork::begin();
-        let t = thread::spawn(move || {
-            for (round, r) in rx {
-                for _ in 0..(round % 32) * 40 {
-                    std::hint::spin_loop();
-                }
-                r.resolve(round).unwrap();
-            }
-        });
+        let t = resolve_after_a_spin(rx);
         let (mut values, mut cancels) = (0u32, 0u32);
         for round in 0..ROUNDS {
             let (p, r) = Promise::new();
             tx.send((round, r)).unwrap();
-            let got = cancel::sub(|scope| {
-                fiber::pair(
-                    || p.wait().copied(),
-                    || {
-                        for _ in 0..(round % 3) {
-                            fiber::yield_now()?;
-                        }
-                        scope.cancel(weft::Error::new(ErrorKind::Timeout));
-                        Ok(())
-                    },
-                )
-            });
-            match got {
-                Ok((v, ())) => {
-                    assert_eq!(v, round);
-                    values += 1;
-                }
-                Err(e) => {
-                    assert!(e.is_cancelled(), "{e}");
-                    cancels += 1;
-                }
-            }
+            let got = wait_racing_cancel(&p, round);
+            tally(got, round, &mut values, &mut cancels);
             // Either way the promise ends up resolved by the thread.
             assert_eq!(*p.wait()?, round);
         }
@@ -491,46 +464,63 @@ fn stress_thread_resolve_racing_cancellation_across_short_runs() {
     // took the waiter out of the promise must hold its own reference.
     const ROUNDS: u32 = 300;
     let (tx, rx) = mpsc::channel::<(u32, Resolver<u32>)>();
-    let t = thread::spawn(move || {
-        for (round, r) in rx {
-            for _ in 0..(round % 32) * 40 {
-                std::hint::spin_loop();
-            }
-            r.resolve(round).unwrap();
-        }
-    });
-    let (mut values, mut cancels) = (0, 0);
+    let t = resolve_after_a_spin(rx);
+    let (mut values, mut cancels) = (0u32, 0u32);
     for round in 0..ROUNDS {
         let (p, r) = Promise::new();
         let got = mock::Config::new().external_wait(LOST).run(|_env| {
             tx.send((round, r)).unwrap();
-            cancel::sub(|scope| {
-                fiber::pair(
-                    || p.wait().copied(),
-                    || {
-                        for _ in 0..(round % 3) {
-                            fiber::yield_now()?;
-                        }
-                        scope.cancel(weft::Error::new(ErrorKind::Timeout));
-                        Ok(())
-                    },
-                )
-            })
+            wait_racing_cancel(&p, round)
         });
-        match got {
-            Ok((v, ())) => {
-                assert_eq!(v, round);
-                values += 1;
-            }
-            Err(e) => {
-                assert!(e.is_cancelled(), "{e}");
-                cancels += 1;
-            }
-        }
+        tally(got, round, &mut values, &mut cancels);
         // Outside any run now: waits on this plain thread.
         assert_eq!(*p.wait().unwrap(), round);
     }
     drop(tx);
     t.join().unwrap();
     assert_eq!(values + cancels, ROUNDS);
+}
+
+/// A thread that resolves each promise it is sent with its round number,
+/// after a spin that varies with the round, so that the resolve lands at
+/// different points of the waiter's cancellation.
+fn resolve_after_a_spin(rx: mpsc::Receiver<(u32, Resolver<u32>)>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for (round, r) in rx {
+            for _ in 0..(round % 32) * 40 {
+                std::hint::spin_loop();
+            }
+            r.resolve(round).unwrap();
+        }
+    })
+}
+
+/// Waits on `p` while a sibling cancels the wait after `round % 3` yields.
+fn wait_racing_cancel(p: &Promise<u32>, round: u32) -> weft::Result<(u32, ())> {
+    cancel::sub(|scope| {
+        fiber::pair(
+            || p.wait().copied(),
+            || {
+                for _ in 0..(round % 3) {
+                    fiber::yield_now()?;
+                }
+                scope.cancel(weft::Error::new(ErrorKind::Timeout));
+                Ok(())
+            },
+        )
+    })
+}
+
+/// Counts a race's outcome: the value of `round`, or a cancellation.
+fn tally(got: weft::Result<(u32, ())>, round: u32, values: &mut u32, cancels: &mut u32) {
+    match got {
+        Ok((v, ())) => {
+            assert_eq!(v, round);
+            *values += 1;
+        }
+        Err(e) => {
+            assert!(e.is_cancelled(), "{e}");
+            *cancels += 1;
+        }
+    }
 }
