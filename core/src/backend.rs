@@ -254,15 +254,8 @@ impl<T> Resumer<T> {
     /// The copy must not be used after the last counted reference to the
     /// slot is gone.
     unsafe fn uncounted_copy(&self) -> ManuallyDrop<Resumer<T>> {
-        // SAFETY: the pointer comes from a live `Arc`; the result is never
-        // dropped, so the count it did not take is never given back, and the
-        // caller guarantees a counted reference outlives its use.
-        let slot = unsafe { Arc::from_raw(Arc::as_ptr(&self.slot)) };
-        ManuallyDrop::new(Resumer {
-            slot,
-            epoch: self.epoch,
-            out: self.out,
-        })
+        // SAFETY: forwarded from the caller; `self.slot` is a live `Arc`.
+        unsafe { uncounted(&self.slot, self.epoch, self.out) }
     }
 
     /// True if both resumers belong to the same wait.
@@ -301,6 +294,49 @@ unsafe fn call_hook<T, H: FnOnce(&Resumer<T>, &Error)>(data: *mut (), reason: &E
     let frame = unsafe { &mut *(data as *mut Frame<T, H>) };
     if let Some(h) = frame.hook.take() {
         h(&frame.resumer, reason);
+    }
+}
+
+/// A resumer that does not own the slot reference it points through; it
+/// must never be dropped (hence `ManuallyDrop`).
+///
+/// # Safety
+/// It must not be used after the last counted reference to `slot` is gone.
+#[inline]
+unsafe fn uncounted<T>(
+    slot: &Arc<WakeSlot>,
+    epoch: u64,
+    out: NonNull<ResumeCell<T>>,
+) -> ManuallyDrop<Resumer<T>> {
+    // SAFETY: the pointer comes from a live `Arc`; the result is never
+    // dropped, so the count it did not take is never given back.
+    let slot = unsafe { Arc::from_raw(Arc::as_ptr(slot)) };
+    ManuallyDrop::new(Resumer { slot, epoch, out })
+}
+
+/// Switches the current fiber out with `frame`'s cancel hook armed, and
+/// disarms it (by dropping the frame) once the fiber runs again.
+#[inline(always)]
+fn block_with_hook<T, H>(sched: &sched::Scheduler, what: &'static str, mut frame: Frame<T, H>)
+where
+    H: FnOnce(&Resumer<T>, &Error),
+{
+    let raw = RawHook {
+        data: &mut frame as *mut Frame<T, H> as *mut (),
+        call: call_hook::<T, H>,
+    };
+    sched.block_current(what, Some(raw));
+    drop(frame);
+}
+
+/// The result a claim winner stored for a fiber that has just resumed.
+#[inline(always)]
+fn take_result<T>(cell: &ResumeCell<T>) -> Result<T> {
+    // SAFETY: the fiber only runs again after a claim winner stored the result
+    // and queued it; no other party touches the cell for this epoch.
+    match unsafe { (*cell.get()).take() } {
+        Some(r) => r,
+        None => unreachable!("fiber resumed without a result"),
     }
 }
 
@@ -350,23 +386,13 @@ where
     // suspended here, and the fiber's control block holds a counted
     // reference to its wake slot until the fiber finishes.
     let uncounted = unsafe { resumer.uncounted_copy() };
-    let mut frame = Frame {
+    let frame = Frame {
         resumer: uncounted,
         hook: Some(hook),
     };
     register(resumer);
-    let raw = RawHook {
-        data: &mut frame as *mut Frame<T, H> as *mut (),
-        call: call_hook::<T, H>,
-    };
-    sched.block_current(what, Some(raw));
-    drop(frame);
-    // SAFETY: the fiber only runs again after a claim winner stored the result
-    // and queued it; no other party touches the cell for this epoch.
-    match unsafe { (*cell.get()).take() } {
-        Some(r) => r,
-        None => unreachable!("fiber resumed without a result"),
-    }
+    block_with_hook(sched, what, frame);
+    take_result(&cell)
 }
 
 /// Outside any runtime (a plain thread): blocks the OS thread until the
@@ -413,11 +439,7 @@ pub(crate) fn suspend_uncancellable<T>(
         out: NonNull::from(&cell),
     });
     sched.block_current(what, None);
-    // SAFETY: as in `suspend_with_cancel`.
-    match unsafe { (*cell.get()).take() } {
-        Some(r) => r,
-        None => unreachable!("fiber resumed without a result"),
-    }
+    take_result(&cell)
 }
 
 /// True when called on a fiber of a running weft scheduler. Outside one (a

@@ -30,7 +30,9 @@ use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::{block_thread, call_hook, Frame, RawHook, ResumeCell, Resumer, WakeTarget};
+use super::{
+    block_thread, block_with_hook, take_result, uncounted, Frame, ResumeCell, Resumer, WakeTarget,
+};
 use crate::error::{Error, Result};
 use crate::sched;
 
@@ -166,7 +168,7 @@ where
     // SAFETY: `slot` holds a counted reference for as long as the frame's
     // hook can run (until `drop(frame)` below).
     let resumer = unsafe { uncounted(&slot, epoch, out) };
-    let mut frame = Frame {
+    let frame = Frame {
         resumer,
         hook: Some(hook),
     };
@@ -174,34 +176,7 @@ where
     // argued in the module documentation.
     let r = unsafe { uncounted(&slot, epoch, out) };
     register(Listed { r, counted: false });
-    let raw = RawHook {
-        data: &mut frame as *mut Frame<T, H> as *mut (),
-        call: call_hook::<T, H>,
-    };
-    sched.block_current(what, Some(raw));
-    drop(frame);
+    block_with_hook(sched, what, frame);
     sched.put_wake_slot(slot);
-    // SAFETY: the fiber only runs again after a claim winner stored the result
-    // and queued it; no other party touches the cell for this epoch.
-    match unsafe { (*cell.get()).take() } {
-        Some(r) => r,
-        None => unreachable!("fiber resumed without a result"),
-    }
-}
-
-/// A resumer that does not own the slot reference it points through; it
-/// must never be dropped (hence `ManuallyDrop`).
-///
-/// # Safety
-/// It must not be used after the last counted reference to `slot` is gone.
-#[inline]
-unsafe fn uncounted<T>(
-    slot: &Arc<super::WakeSlot>,
-    epoch: u64,
-    out: NonNull<ResumeCell<T>>,
-) -> ManuallyDrop<Resumer<T>> {
-    // SAFETY: the pointer comes from a live `Arc`; the result is never
-    // dropped, so the count it did not take is never given back.
-    let slot = unsafe { Arc::from_raw(Arc::as_ptr(slot)) };
-    ManuallyDrop::new(Resumer { slot, epoch, out })
+    take_result(&cell)
 }
