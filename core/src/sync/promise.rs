@@ -293,13 +293,21 @@ fn retain<T>(inner: &Inner<T>, n: u64) {
 /// The caller owns those references and does not use `inner` afterwards.
 #[inline(always)]
 unsafe fn release<T>(inner: NonNull<Inner<T>>, n: u64) {
-    // SAFETY: the caller's references keep the block alive until this
-    // decrement; the Release orders every use of it through them before it.
-    if unsafe { inner.as_ref() }
-        .refs
-        .fetch_sub(n, Ordering::Release)
-        == n
-    {
+    // SAFETY: the caller's references keep the block alive until it is
+    // freed or the decrement below.
+    let refs = &unsafe { inner.as_ref() }.refs;
+    // Holding every reference there is (the usual case for the last handle
+    // to go), nobody else can reach the count, nor make a reference without
+    // one: free without the read-modify-write. The Acquire pairs with the
+    // other handles' Release decrements, as `free`'s fence does.
+    if refs.load(Ordering::Acquire) == n {
+        // SAFETY: ours were the last references.
+        unsafe { free(inner) };
+        return;
+    }
+    // The Release orders every use of the block through our references
+    // before the decrement.
+    if refs.fetch_sub(n, Ordering::Release) == n {
         // SAFETY: that was the last reference.
         unsafe { free(inner) };
     }
