@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use polling::{Event, PollMode, Poller};
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
+use smallvec::SmallVec;
 use weft_core::backend::{suspend_with_cancel, Resumer};
 use weft_core::{Error, ErrorKind, Result};
 
@@ -34,10 +35,15 @@ pub enum Interest {
     Writable,
 }
 
+/// A direction's waiters. Nearly always one fiber, kept inline: the edge
+/// that wakes it takes the list, and a `Vec` would then allocate afresh at
+/// the next wait (one allocation per request of a server).
+type WaitList = SmallVec<[Resumer<()>; 1]>;
+
 #[derive(Default)]
 struct Waiters {
-    readers: Vec<Resumer<()>>,
-    writers: Vec<Resumer<()>>,
+    readers: WaitList,
+    writers: WaitList,
     /// An edge arrived in this direction while nobody waited for it.
     read_edge: bool,
     write_edge: bool,
@@ -137,7 +143,7 @@ impl Reactor {
 }
 
 impl Waiters {
-    fn side(&mut self, interest: Interest) -> (&mut Vec<Resumer<()>>, &mut bool) {
+    fn side(&mut self, interest: Interest) -> (&mut WaitList, &mut bool) {
         match interest {
             Interest::Readable => (&mut self.readers, &mut self.read_edge),
             Interest::Writable => (&mut self.writers, &mut self.write_edge),
