@@ -29,6 +29,7 @@ mod run_loop;
 mod run_queue;
 mod spawn;
 mod timers;
+mod worker;
 pub(crate) use control::Members;
 use control::{no_ctx, Fiber};
 use run_queue::RunQueue;
@@ -103,7 +104,10 @@ pub(crate) struct Scheduler {
     /// Spare blocks that also hold their fiber's stack, of the default
     /// size, for default-size spawns (their stacks count as idle).
     stacked_spares: RefCell<Vec<Rc<Fiber>>>,
-    /// At most this many spare blocks hold a stack.
+    /// Parked workers (see `worker`), for the next default-size fork.
+    spare_workers: RefCell<Vec<Rc<Fiber>>>,
+    /// At most this many spare blocks hold a stack (and at most this many
+    /// workers are parked).
     spare_stack_cap: usize,
     /// The pool's default stack size (the size spare blocks keep).
     stack_size: usize,
@@ -369,7 +373,9 @@ impl Scheduler {
     }
 
     pub(crate) fn idle_stacks(&self) -> usize {
-        self.stacks.borrow().idle_count() + self.stacked_spares.borrow().len()
+        self.stacks.borrow().idle_count()
+            + self.stacked_spares.borrow().len()
+            + self.spare_workers.borrow().len()
     }
 
     pub(crate) fn fiber_count(&self) -> usize {
@@ -419,6 +425,7 @@ pub fn run_scheduler<T>(
         stacks: RefCell::new(stacks),
         spare_fibers: RefCell::new(Vec::new()),
         stacked_spares: RefCell::new(Vec::new()),
+        spare_workers: RefCell::new(Vec::new()),
         spare_stack_cap: SPARE_STACKS.min(config.max_idle_stacks),
         stack_size,
         root_ctx,

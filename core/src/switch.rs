@@ -434,12 +434,9 @@ impl<'sw> Switch<'sw, '_> {
         // 'sw; `Switch::run` does not return (nor let `self` die) before every
         // fiber counted in `live`/`daemons` has called `fiber_done`, which is
         // the last thing `body` does with them.
-        match unsafe { sched.spawn(st.ctx.clone(), locals, spawn_opts, body) } {
-            Ok(key) => sched.run_child_first(key),
-            Err(e) => {
-                st.record(e.context("forking a fiber"));
-                st.fiber_done(daemon);
-            }
+        if let Err(e) = unsafe { sched.fork_now(st.ctx.clone(), locals, spawn_opts, body) } {
+            st.record(e.context("forking a fiber"));
+            st.fiber_done(daemon);
         }
     }
 

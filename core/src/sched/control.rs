@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use corosensei::Yielder;
 
+use super::worker::Job;
 use super::{Coro, FiberKey};
 use crate::backend::{RawHook, WakeSlot};
 use crate::cancel::CancelCtx;
@@ -56,6 +57,12 @@ pub(crate) struct Fiber {
     pub(super) name: UnsafeCell<Option<std::borrow::Cow<'static, str>>>,
     pub(super) site: Cell<Option<&'static Location<'static>>>,
     pub(super) locals: UnsafeCell<Locals>,
+    /// The body a worker is to run next (see `worker`), lent by the fork
+    /// that gave it; taken by the worker as it starts the body.
+    pub(super) job: Cell<Option<Job>>,
+    /// Set by a worker whose body has returned, just before it parks: the
+    /// scheduler then ends the fiber (a worker's coroutine does not return).
+    pub(super) finished: Cell<bool>,
     /// In the run queue now: checks, in debug builds, that a fiber is
     /// never queued twice (the run queue's pointers rely on it).
     #[cfg(debug_assertions)]
@@ -67,6 +74,31 @@ pub(crate) struct Fiber {
 const _: () = assert!(std::mem::offset_of!(Fiber, label) == 0);
 
 impl Fiber {
+    /// A spare control block: no coroutine, context, name or bindings.
+    pub(super) fn spare() -> Fiber {
+        Fiber {
+            label: FiberLabel::default(),
+            coro: UnsafeCell::new(None),
+            stack: UnsafeCell::new(None),
+            yielder: Cell::new(ptr::null()),
+            key: Cell::new(FiberKey::default()),
+            wake: UnsafeCell::new(None),
+            ctx: UnsafeCell::new(None),
+            ctx_prev: Cell::new(ptr::null()),
+            ctx_next: Cell::new(ptr::null()),
+            hook: Cell::new(None),
+            waiting_on: Cell::new(""),
+            id: Cell::new(0),
+            name: UnsafeCell::new(None),
+            site: Cell::new(None),
+            locals: UnsafeCell::new(Locals::default()),
+            job: Cell::new(None),
+            finished: Cell::new(false),
+            #[cfg(debug_assertions)]
+            queued: Cell::new(false),
+        }
+    }
+
     /// Notes (in debug builds) that the fiber enters the run queue.
     #[inline(always)]
     pub(super) fn mark_queued(&self) {

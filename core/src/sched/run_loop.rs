@@ -36,16 +36,21 @@ impl Scheduler {
         self.current_fiber.set(fp);
         let r = coro.resume(());
         self.current_fiber.set(ptr::null());
-        if let CoroutineResult::Return(()) = r {
-            // SAFETY: as above; the coroutine has finished.
-            let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
-            f.leave(f.ctx().members());
-            let stack = coro.into_stack();
-            let rc = self.fibers.borrow_mut().remove(f.key.get());
-            match rc {
-                Some(rc) => self.recycle(rc, stack),
-                None => self.stacks.borrow_mut().put(stack),
+        if let CoroutineResult::Yield(()) = r {
+            if f.finished.get() {
+                self.worker_finished(f);
             }
+            return;
+        }
+        // A coroutine made for its body (not a worker) has returned.
+        // SAFETY: as above; the coroutine has finished.
+        let coro = unsafe { (*f.coro.get()).take() }.expect("coroutine present");
+        f.leave(f.ctx().members());
+        let stack = coro.into_stack();
+        let rc = self.fibers.borrow_mut().remove(f.key.get());
+        match rc {
+            Some(rc) => self.recycle(rc, stack),
+            None => self.stacks.borrow_mut().put(stack),
         }
     }
 
@@ -176,6 +181,7 @@ impl Scheduler {
             }
         }
         drop(fibers);
+        self.retire_workers();
         // The stacks of spare blocks go back to the pool, which unmaps its
         // slabs when dropped only if every stack it handed out came back.
         for f in self.stacked_spares.borrow_mut().drain(..) {

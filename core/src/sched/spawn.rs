@@ -1,17 +1,15 @@
 //! Making fibers: a new coroutine on a pooled stack, with a control block
 //! reused from a finished fiber where one is spare.
 
-use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::rc::Rc;
 
 use corosensei::Yielder;
 
-use super::{Coro, Fiber, FiberKey, NewFiber, Scheduler, SpawnOpts};
+use super::{Coro, Fiber, NewFiber, Scheduler, SpawnOpts};
 use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::local::Locals;
-use crate::stack::overflow::FiberLabel;
 use crate::stack::FiberStack;
 
 impl Scheduler {
@@ -61,25 +59,18 @@ impl Scheduler {
                 std::mem::forget(old);
                 f
             }
-            None => Rc::new(Fiber {
-                coro: UnsafeCell::new(None),
-                stack: UnsafeCell::new(None),
-                yielder: Cell::new(ptr::null()),
-                key: Cell::new(FiberKey::default()),
-                wake: UnsafeCell::new(None),
-                ctx: UnsafeCell::new(Some(ctx)),
-                ctx_prev: Cell::new(ptr::null()),
-                ctx_next: Cell::new(ptr::null()),
-                hook: Cell::new(None),
-                waiting_on: Cell::new(""),
-                id: Cell::new(id),
-                name: UnsafeCell::new(opts.name),
-                site: Cell::new(opts.site),
-                locals: UnsafeCell::new(locals),
-                label: FiberLabel::default(),
-                #[cfg(debug_assertions)]
-                queued: Cell::new(false),
-            }),
+            None => {
+                let f = Rc::new(Fiber::spare());
+                f.id.set(id);
+                f.site.set(opts.site);
+                // SAFETY: a new block, reached by nothing else yet.
+                unsafe {
+                    *f.ctx.get() = Some(ctx);
+                    *f.name.get() = opts.name;
+                    *f.locals.get() = locals;
+                }
+                f
+            }
         };
         let fp = Rc::as_ptr(&fiber);
         let func = move |y: &Yielder<(), ()>, ()| {
@@ -160,7 +151,7 @@ impl Scheduler {
 
 /// Aborts the process if dropped: armed around a fiber's body, and
 /// forgotten once the body returns, so only an unwinding panic drops it.
-struct AbortOnUnwind;
+pub(super) struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {

@@ -81,6 +81,12 @@ impl FiberLabel {
         self.guard.set(guard);
     }
 
+    /// Start of the guard page of the stack the label was last set for.
+    #[inline]
+    pub(crate) fn guard(&self) -> usize {
+        self.guard.get()
+    }
+
     /// Forgets the name (before the string it points to is dropped).
     #[inline]
     pub(crate) fn clear(&self) {
