@@ -42,7 +42,7 @@ pub enum Backend {
     /// once per scheduler turn. Needs Linux 5.15 or later with io_uring
     /// allowed (see [`weft_uring::probe`]); every capability runs on it.
     Uring,
-    /// Readiness-based IO on epoll (`polling`): the fallback, and
+    /// Readiness-based IO on epoll: the fallback, and
     /// `WEFT_BACKEND=posix`.
     Posix,
     /// The deterministic mock backend.

@@ -4,10 +4,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use polling::{Events, Poller};
 use weft_core::backend::{Driver, Park, Parked, Unpark};
 use weft_core::{Error, ErrorKind, Result};
 
+use crate::epoll::{Epoll, Events};
 use crate::reactor::Reactor;
 
 pub(crate) struct PosixDriver {
@@ -17,7 +17,7 @@ pub(crate) struct PosixDriver {
     unparker: Arc<PollerUnpark>,
 }
 
-struct PollerUnpark(Arc<Poller>);
+struct PollerUnpark(Arc<Epoll>);
 
 impl Unpark for PollerUnpark {
     fn unpark(&self) {
@@ -28,7 +28,7 @@ impl Unpark for PollerUnpark {
 
 impl PosixDriver {
     pub(crate) fn new() -> Result<PosixDriver> {
-        let poller = Poller::new().map_err(|e| {
+        let poller = Epoll::new().map_err(|e| {
             Error::with_source(ErrorKind::Io, e).context("creating the epoll instance")
         })?;
         let poller = Arc::new(poller);
@@ -61,9 +61,7 @@ impl Driver for PosixDriver {
     fn park(&mut self, park: Park, _external: bool) -> Parked {
         let timeout = match park {
             // A poll finds nothing when no fiber waits on an fd (remote
-            // wake-ups come through the scheduler's queue, not epoll), and
-            // polling costs five system calls here: the crate re-arms its
-            // timerfd and notifier on every wait.
+            // wake-ups come through the scheduler's queue, not epoll).
             Park::Poll if !self.reactor.has_waiters() => return Parked::Ok,
             Park::Poll => Some(Duration::ZERO),
             Park::Until(deadline) => {
@@ -73,10 +71,9 @@ impl Driver for PosixDriver {
             // other thread, or the outside world, may still wake it.
             Park::Forever => None,
         };
-        self.events.clear();
         if let Err(e) = self.reactor.poller().wait(&mut self.events, timeout) {
-            // EINTR is retried inside `polling`; anything else means the
-            // epoll fd itself is broken, which no retry will mend.
+            // An interrupted wait returns no events; anything else means
+            // the epoll fd itself is broken, which no retry will mend.
             eprintln!("weft: epoll_wait failed: {e}");
             return Parked::Stuck;
         }

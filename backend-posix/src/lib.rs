@@ -1,4 +1,4 @@
-//! weft's POSIX backend: readiness-based IO on `polling` (epoll on Linux).
+//! weft's POSIX backend: readiness-based IO on epoll.
 //!
 //! Fibers block on file descriptors through [`Registration`]: a
 //! nonblocking operation that would block waits for readiness, then
@@ -28,6 +28,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod driver;
+mod epoll;
 mod fs;
 mod net;
 mod process;

@@ -153,7 +153,19 @@ impl Source for PosixStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.s.io(Interest::Readable, |mut s| s.read(buf))
+        let reg = &self.s.reg;
+        if reg.read_drained() {
+            // The last read emptied the socket: no `recv` until new data.
+            reg.wait(Interest::Readable)?;
+        }
+        let n = self.s.io(Interest::Readable, |mut s| s.read(buf))?;
+        // A stream socket returns less than asked only when its receive
+        // queue is empty (an end of stream still to come is told apart by
+        // EPOLLRDHUP, see `mark_read_drained`).
+        if n > 0 && n < buf.len() {
+            reg.mark_read_drained();
+        }
+        Ok(n)
     }
 
     /// One `readv`.
@@ -188,6 +200,10 @@ impl Sink for PosixStream {
 
 impl Shutdown for PosixStream {
     fn shutdown(&self, how: ShutdownKind) -> Result<()> {
+        if how != ShutdownKind::Write {
+            // The kernel reports it too (EPOLLRDHUP); this spares a wait.
+            self.s.reg.mark_read_closed();
+        }
         let how = match how {
             ShutdownKind::Read => StdShutdown::Read,
             ShutdownKind::Write => StdShutdown::Write,

@@ -20,9 +20,10 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use polling::{Event, PollMode, Poller};
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 use smallvec::SmallVec;
+
+use crate::epoll::{Epoll, Ready};
 use weft_core::backend::{suspend_with_cancel, Resumer};
 use weft_core::{Error, ErrorKind, Result};
 
@@ -47,10 +48,17 @@ struct Waiters {
     /// An edge arrived in this direction while nobody waited for it.
     read_edge: bool,
     write_edge: bool,
+    /// A read found the receive queue empty (it returned less than asked)
+    /// and no edge has arrived since: the next read waits first instead of
+    /// trying a `recv` that would fail with `EAGAIN`.
+    read_drained: bool,
+    /// The peer has finished sending (or the socket failed): reads never
+    /// block again, so the fd is never taken for drained.
+    read_closed: bool,
 }
 
 pub(crate) struct Reactor {
-    poller: Arc<Poller>,
+    poller: Arc<Epoll>,
     /// Indexed by the registration key (the poller's event key).
     sources: RefCell<SlotMap<DefaultKey, (RawFd, Waiters)>>,
     /// Fibers waiting for readiness, over all sources. With none, a
@@ -86,7 +94,7 @@ fn current() -> Result<Rc<Reactor>> {
 }
 
 impl Reactor {
-    pub(crate) fn new(poller: Arc<Poller>) -> Reactor {
+    pub(crate) fn new(poller: Arc<Epoll>) -> Reactor {
         Reactor {
             poller,
             sources: RefCell::new(SlotMap::new()),
@@ -99,13 +107,18 @@ impl Reactor {
         self.waiting.get() > 0
     }
 
-    pub(crate) fn poller(&self) -> &Poller {
+    pub(crate) fn poller(&self) -> &Epoll {
         &self.poller
     }
 
     /// Wakes the waiters an edge is for, or remembers the edge for the
     /// next wait in its direction.
-    pub(crate) fn dispatch(&self, ev: Event) {
+    pub(crate) fn dispatch(&self, ev: Ready) {
+        if ev.read_closed {
+            if let Some((_, w)) = self.sources.borrow_mut().get_mut(slot_key(ev.key)) {
+                w.read_closed = true;
+            }
+        }
         if ev.readable {
             self.edge(ev.key, Interest::Readable);
         }
@@ -120,6 +133,9 @@ impl Reactor {
             let Some((_, w)) = sources.get_mut(slot_key(key)) else {
                 return;
             };
+            if interest == Interest::Readable {
+                w.read_drained = false;
+            }
             let (waiters, edge) = w.side(interest);
             if waiters.is_empty() {
                 *edge = true;
@@ -185,11 +201,7 @@ impl Registration {
         let key = event_key(slot);
         // SAFETY: forwarded from our caller: fd is open and outlives the
         // registration, whose Drop deletes it from the poller.
-        let added = unsafe {
-            reactor
-                .poller
-                .add_with_mode(fd, Event::all(key), PollMode::Edge)
-        };
+        let added = reactor.poller.add(fd, key);
         if let Err(e) = added {
             reactor.sources.borrow_mut().remove(slot);
             return Err(Error::from(e).context(format!(
@@ -246,6 +258,41 @@ impl Registration {
         )
     }
 
+    /// True if a read found the fd drained ([`mark_read_drained`]) and no
+    /// edge has arrived since: a read should [`wait`](Self::wait) first.
+    ///
+    /// [`mark_read_drained`]: Self::mark_read_drained
+    pub fn read_drained(&self) -> bool {
+        let sources = self.reactor.sources.borrow();
+        sources
+            .get(slot_key(self.key))
+            .is_some_and(|(_, w)| w.read_drained)
+    }
+
+    /// Records that a read just emptied the fd's receive queue (a stream
+    /// read that returned fewer bytes than asked for). Ignored once the
+    /// peer has finished sending: the end of the stream brings no new edge.
+    pub fn mark_read_drained(&self) {
+        let mut sources = self.reactor.sources.borrow_mut();
+        if let Some((_, w)) = sources.get_mut(slot_key(self.key)) {
+            if !w.read_closed {
+                // Edges seen so far were for data this read consumed; any
+                // later one is still in epoll and clears the mark.
+                w.read_drained = true;
+                w.read_edge = false;
+            }
+        }
+    }
+
+    /// Records that reads will no longer block (this side shut reading).
+    pub fn mark_read_closed(&self) {
+        let mut sources = self.reactor.sources.borrow_mut();
+        if let Some((_, w)) = sources.get_mut(slot_key(self.key)) {
+            w.read_closed = true;
+            w.read_drained = false;
+        }
+    }
+
     /// The registered descriptor.
     pub fn fd(&self) -> RawFd {
         self.fd
@@ -254,9 +301,8 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: the fd is still open (see `new`'s contract).
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
-        let _ = self.reactor.poller.delete(fd);
+        // The fd is still open (see `new`'s contract).
+        let _ = self.reactor.poller.delete(self.fd);
         let removed = self.reactor.sources.borrow_mut().remove(slot_key(self.key));
         if let Some((_, w)) = removed {
             // Nobody can be waiting on a registration being dropped (waits
