@@ -524,3 +524,62 @@ fn tally(got: weft::Result<(u32, ())>, round: u32, values: &mut u32, cancels: &m
         }
     }
 }
+
+/// Several plain threads wake sleeping fibers at once, round after round,
+/// on each backend's real sleep: every wake-up must end the scheduler's
+/// sleep (two threads writing the POSIX backend's eventfd around one wait
+/// once lost every later wake-up). Bounded by a timeout on the real
+/// backends, so a lost wake-up fails instead of hanging (the mock's clock
+/// is virtual: it would jump to the deadline while the threads work).
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
+#[case::mock(Backend::Mock)]
+fn concurrent_wakers_never_leave_the_scheduler_asleep(#[case] backend: Backend) {
+    const THREADS: usize = 4;
+    const ROUNDS: u32 = 1000;
+    let total = weft::run_with(backend, |env| {
+        let _ext = ExternalWork::begin();
+        let rounds = || {
+            let mut total = 0u64;
+            for round in 0..ROUNDS {
+                let mut promises = Vec::new();
+                let mut threads = Vec::new();
+                for t in 0..THREADS {
+                    let (p, r) = Promise::<u32>::new();
+                    promises.push(p);
+                    threads.push(thread::spawn(move || {
+                        // Resolve once the scheduler is asleep, the threads
+                        // a little apart, so that their wake-ups land around
+                        // the moment its wait returns.
+                        thread::sleep(Duration::from_micros(100));
+                        for _ in 0..(round as usize * 7 + t * 13) % 300 {
+                            std::hint::spin_loop();
+                        }
+                        r.resolve(round).unwrap();
+                    }));
+                }
+                Switch::run(|sw| {
+                    for p in &promises {
+                        sw.fork(|| {
+                            assert_eq!(*p.wait()?, round);
+                            Ok(())
+                        });
+                    }
+                    Ok(())
+                })?;
+                for t in threads {
+                    t.join().unwrap();
+                }
+                total += u64::from(round) * THREADS as u64;
+            }
+            Ok(total)
+        };
+        match backend {
+            Backend::Mock => rounds(),
+            _ => weft::time::with_timeout(env.mono_clock(), Duration::from_secs(20), rounds),
+        }
+    })
+    .unwrap();
+    assert_eq!(total, (0..ROUNDS as u64).sum::<u64>() * THREADS as u64);
+}

@@ -62,7 +62,8 @@ pub(crate) struct Epoll {
     epfd: OwnedFd,
     /// Written by other threads to wake a wait; registered edge-triggered.
     notifier: OwnedFd,
-    /// A wake-up is pending: further ones need not write the eventfd.
+    /// A wake-up was written since the last wait returned: further ones
+    /// until the next return need no write (its edge is still to come).
     notified: AtomicBool,
     /// `epoll_pwait2` (Linux 5.11) is missing: wait with `epoll_wait` and
     /// millisecond timeouts rounded up.
@@ -158,6 +159,10 @@ impl Epoll {
                 r as libc::c_int
             }
         };
+        // Awake again: the next wake-up must write. A swap, not a store, so
+        // that a waker that skipped its write because of the flag published
+        // its wake-up to this thread (it queued it before its swap).
+        self.notified.swap(false, Ordering::AcqRel);
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -167,9 +172,6 @@ impl Epoll {
         }
         // SAFETY: the kernel initialised the first `n` (≤ capacity) events.
         unsafe { events.list.set_len(n as usize) };
-        if events.list.iter().any(|ev| ev.u64 == NOTIFY_KEY) {
-            self.clear_notification();
-        }
         Ok(())
     }
 
@@ -188,39 +190,47 @@ impl Epoll {
         unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf, max, ms) }
     }
 
-    /// Wakes the current or next wait. Async-signal-safe: an atomic swap
-    /// and, for the first wake-up since the last wait, one `write`.
+    /// Wakes the current or next wait: one `write` to the eventfd, the
+    /// first time since the last wait returned (async-signal-safe: an atomic
+    /// swap and a `write`). The eventfd is never read: registered
+    /// edge-triggered, every write is an edge of its own, reported by the
+    /// next wait even if this one has already returned. (Reading it back
+    /// after a wait could swallow a write made just before the read, and
+    /// with it the only edge that would have ended a later sleep.)
     pub(crate) fn notify(&self) -> io::Result<()> {
         if self.notified.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
-        let r = unsafe {
-            libc::write(
-                self.notifier.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-        if r < 0 {
+        loop {
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+            let r = unsafe {
+                libc::write(
+                    self.notifier.as_raw_fd(),
+                    (&one as *const u64).cast(),
+                    std::mem::size_of::<u64>(),
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
             let e = io::Error::last_os_error();
-            // A full counter still wakes the waiter.
-            if e.kind() != io::ErrorKind::WouldBlock {
-                self.notified.store(false, Ordering::Release);
-                return Err(e);
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                // The counter is full (after 2^64 - 2 wake-ups): reset it
+                // and write again, so that the write makes an edge.
+                io::ErrorKind::WouldBlock => self.reset_notifier(),
+                _ => {
+                    self.notified.store(false, Ordering::Release);
+                    return Err(e);
+                }
             }
         }
-        Ok(())
     }
 
-    /// Resets the eventfd after a wake-up, so that the next `notify` writes
-    /// (and so makes a new edge) again.
-    fn clear_notification(&self) {
-        self.notified.store(false, Ordering::Release);
+    fn reset_notifier(&self) {
         let mut buf = 0u64;
-        // SAFETY: reads at most 8 bytes into a live u64; a nonblocking
-        // eventfd with a zero count fails with EAGAIN, which is fine.
+        // SAFETY: reads at most 8 bytes into a live u64.
         let _ = unsafe {
             libc::read(
                 self.notifier.as_raw_fd(),
