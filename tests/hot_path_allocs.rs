@@ -77,33 +77,44 @@ fn allocations_in_steady_state(mut step: impl FnMut() -> weft::Result<()>) -> we
     Ok(allocs() - before)
 }
 
-#[rstest]
-#[case::posix(Backend::Posix)]
-#[case::uring(Backend::Uring)]
-fn a_tcp_round_trip_allocates_nothing(#[case] backend: Backend) {
-    let n = weft::run_with(backend, |env| {
+/// Allocations over the steady state of a client that sends `request` and
+/// reads a `reply_len`-byte reply from a server fiber running `serve` on the
+/// accepted loopback connection.
+fn round_trips_over_tcp(
+    backend: Backend,
+    request: &'static [u8],
+    reply_len: usize,
+    serve: impl Fn(&weft::net::Stream) -> weft::Result<()>,
+) -> u64 {
+    weft::run_with(backend, |env| {
         let listener = env.net().listen(&"127.0.0.1:0".parse()?)?;
         let addr = listener.local_addr()?;
         Switch::run(|sw| {
-            sw.fork(|| {
-                let (conn, _peer) = listener.accept()?;
-                let mut buf = [0u8; 256];
-                loop {
-                    match conn.read(&mut buf)? {
-                        0 => return Ok(()),
-                        n => conn.write_all(&buf[..n])?,
-                    }
-                }
-            });
+            sw.fork(|| serve(&listener.accept()?.0));
             let client = env.net().connect(&addr)?;
-            let mut got = [0u8; 64];
+            let mut got = vec![0u8; reply_len];
             allocations_in_steady_state(|| {
-                client.write_all(&[7u8; 64])?;
+                client.write_all(request)?;
                 client.read_exact(&mut got)
             })
         })
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[rstest]
+#[case::posix(Backend::Posix)]
+#[case::uring(Backend::Uring)]
+fn a_tcp_round_trip_allocates_nothing(#[case] backend: Backend) {
+    let n = round_trips_over_tcp(backend, &[7u8; 64], 64, |conn| {
+        let mut buf = [0u8; 256];
+        loop {
+            match conn.read(&mut buf)? {
+                0 => return Ok(()),
+                n => conn.write_all(&buf[..n])?,
+            }
+        }
+    });
     assert_eq!(n, 0, "allocations in {MEASURED} echo round trips");
 }
 
@@ -112,37 +123,23 @@ fn a_tcp_round_trip_allocates_nothing(#[case] backend: Backend) {
 #[case::uring(Backend::Uring)]
 fn a_buffered_response_allocates_nothing(#[case] backend: Backend) {
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    let n = weft::run_with(backend, |env| {
-        let listener = env.net().listen(&"127.0.0.1:0".parse()?)?;
-        let addr = listener.local_addr()?;
-        Switch::run(|sw| {
-            // The server answers each 4-byte request through a buffered
-            // writer, whose writer fiber sends while the server reads on.
-            sw.fork(|| {
-                let (conn, _peer) = listener.accept()?;
-                weft::buf_write::with_flow(&conn, |w| {
-                    let mut req = [0u8; 4];
-                    loop {
-                        let mut got = 0;
-                        while got < req.len() {
-                            match conn.read(&mut req[got..])? {
-                                0 => return Ok(()),
-                                n => got += n,
-                            }
-                        }
-                        w.bytes(RESPONSE)?;
+    // The server answers each 4-byte request through a buffered writer,
+    // whose writer fiber sends while the server reads on.
+    let n = round_trips_over_tcp(backend, b"GET\n", RESPONSE.len(), |conn| {
+        weft::buf_write::with_flow(conn, |w| {
+            let mut req = [0u8; 4];
+            loop {
+                let mut got = 0;
+                while got < req.len() {
+                    match conn.read(&mut req[got..])? {
+                        0 => return Ok(()),
+                        n => got += n,
                     }
-                })
-            });
-            let client = env.net().connect(&addr)?;
-            let mut got = [0u8; RESPONSE.len()];
-            allocations_in_steady_state(|| {
-                client.write_all(b"GET\n")?;
-                client.read_exact(&mut got)
-            })
+                }
+                w.bytes(RESPONSE)?;
+            }
         })
-    })
-    .unwrap();
+    });
     assert_eq!(n, 0, "allocations in {MEASURED} buffered responses");
 }
 

@@ -244,6 +244,21 @@ impl Fiber {
         unsafe { (*self.stack.get()).take() }
     }
 
+    /// Empties the block of a finished fiber for the next one: its own wake
+    /// slot (if a resumer still refers to it), label, bindings, name and
+    /// context. The old values are dropped after the writes: their
+    /// destructors may run user code.
+    pub(super) fn clear_for_reuse(&self) {
+        self.drop_shared_wake();
+        self.label.clear();
+        let old = (
+            self.set_locals(Locals::default()),
+            self.set_name(None),
+            self.take_ctx(),
+        );
+        drop(old);
+    }
+
     /// Drops the wake slot if anything but this block still refers to it
     /// (a resumer of the finished fiber), so the next fiber gets its own.
     #[inline]

@@ -101,17 +101,25 @@ impl Scheduler {
         unsafe {
             fiber.label.set(id, fiber.name(), fiber.site.get(), guard);
         }
+        Ok(self.enter_table(fiber))
+    }
+
+    /// Puts a fiber about to run for the first time into the table and its
+    /// context's member list, and points its wake slot at its new key.
+    #[inline(always)]
+    pub(super) fn enter_table(&self, fiber: Rc<Fiber>) -> NewFiber {
+        let fp = Rc::as_ptr(&fiber);
         let key = self.fibers.borrow_mut().insert(fiber);
-        // SAFETY: the table now holds the only `Rc` to the control block,
-        // and keeps it until the fiber returns, which it cannot do before
-        // it runs; nothing here removes it.
+        // SAFETY: the table now holds the `Rc` to the control block, and
+        // keeps it until the fiber finishes, which it cannot do before it
+        // runs; nothing here removes it.
         let fiber = unsafe { &*fp };
         fiber.key.set(key);
         fiber.join(fiber.ctx().members());
         if let Some(w) = fiber.wake() {
             w.reassign(key);
         }
-        Ok(NewFiber(fp))
+        NewFiber(fp)
     }
 
     /// Keeps a finished fiber's control block (and wake slot, if no
@@ -124,15 +132,7 @@ impl Scheduler {
             self.stacks.borrow_mut().put(stack);
             return;
         }
-        f.drop_shared_wake();
-        f.label.clear();
-        // Dropped after the writes: their destructors may run user code.
-        let old = (
-            f.set_locals(Locals::default()),
-            f.set_name(None),
-            f.take_ctx(),
-        );
-        drop(old);
+        f.clear_for_reuse();
         if stack.size() == self.stack_size {
             let mut stacked = self.stacked_spares.borrow_mut();
             if stacked.len() < self.spare_stack_cap {

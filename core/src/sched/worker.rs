@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use corosensei::{CoroutineResult, Yielder};
 
-use super::{Coro, Fiber, NewFiber, Scheduler, SpawnOpts};
+use super::{Coro, Fiber, Scheduler, SpawnOpts};
 use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::local::Locals;
@@ -120,19 +120,10 @@ impl Scheduler {
             run: run_body::<F>,
             data: ptr::from_mut::<F>(&mut *body).cast(),
         }));
-        let fp = Rc::as_ptr(&worker);
-        let key = self.fibers.borrow_mut().insert(worker);
-        // SAFETY: the table holds the block until the fiber finishes, which
-        // it cannot do before it runs.
-        let fiber = unsafe { &*fp };
-        fiber.key.set(key);
-        fiber.join(fiber.ctx().members());
-        if let Some(w) = fiber.wake() {
-            w.reassign(key);
-        }
+        let child = self.enter_table(worker);
         // The child runs first and moves `body` out of this frame before
         // anything else runs; when this fiber continues, `body` is spent.
-        self.run_child_first(NewFiber(fp));
+        self.run_child_first(child);
         Ok(())
     }
 
@@ -174,15 +165,7 @@ impl Scheduler {
             return;
         };
         if Rc::strong_count(&rc) == 1 {
-            rc.drop_shared_wake();
-            rc.label.clear();
-            // Dropped after the writes: their destructors may run user code.
-            let old = (
-                rc.set_locals(Locals::default()),
-                rc.set_name(None),
-                rc.take_ctx(),
-            );
-            drop(old);
+            rc.clear_for_reuse();
             let mut spares = self.spare_workers.borrow_mut();
             if spares.len() < self.spare_stack_cap {
                 spares.push(rc);
