@@ -51,6 +51,22 @@ fn overflow_in_fiber(backend: Backend, named: bool) {
     unreachable!("the overflow was survived: {r:?}");
 }
 
+/// A fiber that finishes parks its worker; the next default-size fork runs
+/// on that worker and overflows: the report must name the second fiber.
+fn overflow_on_a_reused_worker(backend: Backend) {
+    let r = weft::run_with(backend, |_env| {
+        Switch::run(|sw| {
+            sw.fork_with(ForkOptions::new().name("finished-first"), || Ok(()));
+            sw.fork_with(ForkOptions::new().name("second-on-the-worker"), || {
+                recurse(0);
+                Ok(())
+            });
+            Ok(())
+        })
+    });
+    unreachable!("the overflow was survived: {r:?}");
+}
+
 /// The child's side: does what `WEFT_OVERFLOW_CHILD` says.
 #[test]
 fn child() {
@@ -61,6 +77,7 @@ fn child() {
         "named-mock" => overflow_in_fiber(Backend::Mock, true),
         "named-default" => overflow_in_fiber(Backend::from_env().unwrap(), true),
         "unnamed-mock" => overflow_in_fiber(Backend::Mock, false),
+        "reused-worker" => overflow_on_a_reused_worker(Backend::from_env().unwrap()),
         "null-write-after-run" => {
             weft::mock::run(|_env| Ok(())).unwrap();
             // SAFETY: not safe: a deliberate fault, in a child process.
@@ -117,6 +134,13 @@ fn overflow_is_reported_with_the_fiber_name_mock() {
 #[test]
 fn overflow_is_reported_with_the_fiber_name_default_backend() {
     assert_overflow_report("named-default", &[], &["\"deep-recursion\""]);
+}
+
+#[test]
+fn overflow_on_a_reused_worker_names_the_fiber_running_there() {
+    let (_, stderr) = run_child("reused-worker", &[]);
+    assert!(!stderr.contains("finished-first"), "{stderr}");
+    assert_overflow_report("reused-worker", &[], &["\"second-on-the-worker\""]);
 }
 
 #[test]
