@@ -13,8 +13,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// The key the wake-up eventfd is registered under (no registration's key:
-/// those are slot-map keys, whose version half is never all ones).
+/// The key the wake-up eventfd is registered under. Registrations use
+/// slot-map keys, which are all ones only for slot 4,294,967,295 — a slot a
+/// reactor never reaches (one per registered descriptor).
 const NOTIFY_KEY: u64 = u64::MAX;
 
 /// What epoll reported for one registered descriptor.
