@@ -262,7 +262,7 @@ impl Registration {
     /// edge has arrived since: a read should [`wait`](Self::wait) first.
     ///
     /// [`mark_read_drained`]: Self::mark_read_drained
-    pub fn read_drained(&self) -> bool {
+    pub(crate) fn read_drained(&self) -> bool {
         let sources = self.reactor.sources.borrow();
         sources
             .get(slot_key(self.key))
@@ -272,7 +272,7 @@ impl Registration {
     /// Records that a read just emptied the fd's receive queue (a stream
     /// read that returned fewer bytes than asked for). Ignored once the
     /// peer has finished sending: the end of the stream brings no new edge.
-    pub fn mark_read_drained(&self) {
+    pub(crate) fn mark_read_drained(&self) {
         let mut sources = self.reactor.sources.borrow_mut();
         if let Some((_, w)) = sources.get_mut(slot_key(self.key)) {
             if !w.read_closed {
@@ -285,7 +285,7 @@ impl Registration {
     }
 
     /// Records that reads will no longer block (this side shut reading).
-    pub fn mark_read_closed(&self) {
+    pub(crate) fn mark_read_closed(&self) {
         let mut sources = self.reactor.sources.borrow_mut();
         if let Some((_, w)) = sources.get_mut(slot_key(self.key)) {
             w.read_closed = true;
