@@ -6,6 +6,7 @@
 //! cargo run --release --example many_fibers                 # 1,000,000 fibers
 //! cargo run --release --example many_fibers -- --n 100000 --stack 65536
 //! cargo run --release --example many_fibers -- --run-stack 65536   # RunConfig::stack_size
+//! cargo run --release --example many_fibers -- --max-idle 0     # RunConfig::max_idle_stacks
 //! cargo run --release --example many_fibers -- --park sleep
 //! WEFT_BACKEND=mock cargo run --release --example many_fibers
 //! WEFT_STACK_GUARDS=mprotect cargo run --release --example many_fibers   # old-kernel path
@@ -36,6 +37,7 @@ struct Args {
     n: usize,
     stack: Option<usize>,
     run_stack: Option<usize>,
+    max_idle: Option<usize>,
     sleep: bool,
     floor: bool,
 }
@@ -45,6 +47,7 @@ fn parse_args() -> Args {
         n: 1_000_000,
         stack: None,
         run_stack: None,
+        max_idle: None,
         sleep: false,
         floor: false,
     };
@@ -58,6 +61,7 @@ fn parse_args() -> Args {
             "--n" => args.n = number(&value("--n")),
             "--stack" => args.stack = Some(number(&value("--stack"))),
             "--run-stack" => args.run_stack = Some(number(&value("--run-stack"))),
+            "--max-idle" => args.max_idle = Some(number(&value("--max-idle"))),
             "--park" => match value("--park").as_str() {
                 "sleep" => args.sleep = true,
                 "promise" => args.sleep = false,
@@ -84,7 +88,7 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: many_fibers [N | --n N] [--stack BYTES] [--run-stack BYTES] \
-         [--park promise|sleep] [--floor]"
+         [--max-idle STACKS] [--park promise|sleep] [--floor]"
     );
     std::process::exit(2)
 }
@@ -172,6 +176,9 @@ fn main() {
     let mut config = RunConfig::default();
     if let Some(s) = args.run_stack {
         config.stack_size = s;
+    }
+    if let Some(m) = args.max_idle {
+        config.max_idle_stacks = m;
     }
     if args.floor {
         let size = args.stack.unwrap_or(config.stack_size);

@@ -137,6 +137,13 @@ impl Config {
         self
     }
 
+    /// Idle stacks kept resident per size for reuse; see
+    /// [`RunConfig::max_idle_stacks`](weft_core::RunConfig::max_idle_stacks).
+    pub fn max_idle_stacks(mut self, n: usize) -> Config {
+        self.run.max_idle_stacks = n;
+        self
+    }
+
     /// When no fiber can run and no timer is pending, wait up to `d` of real
     /// time for a wake-up from another OS thread before reporting a
     /// deadlock. Use it for tests that hand resumers or promises to plain

@@ -59,11 +59,13 @@ const SPARE_STACKS: usize = 16;
 pub struct RunConfig {
     /// Stack size of fibers that do not ask for another.
     pub stack_size: usize,
-    /// Idle stacks kept resident per size for reuse (and up to 16 more of
-    /// the default size, kept with finished fibers' control blocks for the
-    /// next spawn); past this, the memory
-    /// of the least recently used idle stacks goes back to the OS (they
-    /// stay in the pool, guarded, for reuse).
+    /// Idle stacks kept resident per size for reuse (and up to 32 more of
+    /// the default size, kept with finished fibers' control blocks and
+    /// parked workers for the next spawn). Past this, the memory of the
+    /// least recently used idle stacks goes back to the OS (they stay in
+    /// the pool, guarded, for reuse): as soon as the scheduler has nothing
+    /// to run, or a second after they went idle if it stays busy, so that
+    /// a burst of fibers finishing and another starting reuses warm stacks.
     pub max_idle_stacks: usize,
 }
 
@@ -118,6 +120,9 @@ pub(crate) struct Scheduler {
     detached_live: Cell<usize>,
     /// Fibers to run before the next IO/timer turn.
     budget: Cell<usize>,
+    /// When a busy scheduler first saw idle stacks past the pool's bound
+    /// (see `trim_stacks`).
+    excess_since: Cell<Option<u64>>,
     /// The deadlock (or other fatal condition) that ended the run.
     fatal: RefCell<Option<Error>>,
 }
@@ -432,6 +437,7 @@ pub fn run_scheduler<T>(
         detached_ctx,
         detached_live: Cell::new(0),
         budget: Cell::new(1),
+        excess_since: Cell::new(None),
         fatal: RefCell::new(None),
     };
     struct Reset;

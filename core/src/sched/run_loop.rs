@@ -18,7 +18,40 @@ use crate::error::{Error, ErrorKind};
 /// a handful of fibers keep yielding (tokio polls every 61 tasks).
 const MIN_TURN_INTERVAL: usize = 64;
 
+/// How long a busy scheduler lets idle stacks stay resident past
+/// `max_idle_stacks` before it trims them; one with nothing to run trims
+/// them at once. Stacks freed by a burst of finishing fibers are then
+/// taken warm by the next burst instead of being zapped and faulted in
+/// again, and a run that ends right after a burst unmaps its slabs whole
+/// instead of zapping them stack by stack first (allocators decay unused
+/// memory the same way).
+const TRIM_AFTER_NS: u64 = 1_000_000_000;
+
 impl Scheduler {
+    /// Trims the stack pool's idle excess if it has lasted `TRIM_AFTER_NS`,
+    /// or at once when the scheduler is `idle` (about to block).
+    fn trim_stacks(&self, idle: bool) {
+        if !self.stacks.borrow().has_excess() {
+            return;
+        }
+        if !idle {
+            let now = self.now();
+            match self.excess_since.get() {
+                None => {
+                    self.excess_since.set(Some(now));
+                    return;
+                }
+                Some(t) if now.saturating_sub(t) < TRIM_AFTER_NS => return,
+                Some(_) => {}
+            }
+        }
+        let mut pool = self.stacks.borrow_mut();
+        pool.trim_excess(idle);
+        if !pool.has_excess() {
+            self.excess_since.set(None);
+        }
+    }
+
     fn run_fiber(&self, fp: *const Fiber) {
         // SAFETY: `fp` came off the run queue, so (see `run_queue`) the
         // table holds an `Rc` to this fiber until it returns, which can only
@@ -121,6 +154,7 @@ impl Scheduler {
                 let b = self.budget.get();
                 if b == 0 {
                     self.io_turn(Park::Poll);
+                    self.trim_stacks(false);
                     self.budget.set(self.run_queue.len().max(MIN_TURN_INTERVAL));
                 } else {
                     self.budget.set(b - 1);
@@ -132,6 +166,7 @@ impl Scheduler {
                 continue;
             }
             // Nothing runnable: block in the driver.
+            self.trim_stacks(true);
             let deadline = self.timers.borrow().first_key_value().map(|(k, _)| k.0);
             let park = match deadline {
                 Some(d) => Park::Until(d),

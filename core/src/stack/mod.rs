@@ -22,7 +22,8 @@
 //!   the fibers that finished on them, for the next spawns. Past `max_idle` idle
 //!   stacks per size, the coldest are given back to the OS in batches with
 //!   `madvise(MADV_DONTNEED)` (guards survive it) and reused after the warm
-//!   ones. Memory is only resident where a fiber has touched it: a parked
+//!   ones — when the scheduler runs out of work, or a second after they went
+//!   idle while it stays busy ([`StackPool::trim_excess`]). Memory is only resident where a fiber has touched it: a parked
 //!   fiber costs the pages its deepest call reached, usually one.
 //! - **A helper thread** ([`helper`]) does the kernel's share on another
 //!   core: once a scheduler has spawned a few hundred fibers onto
@@ -149,6 +150,9 @@ pub(crate) struct StackPool {
     outstanding: usize,
     guards: GuardChoice,
     budget: Arc<MapBudget>,
+    /// Set by `put` once some size holds a batch of idle stacks past
+    /// `max_idle`; cleared by `trim_excess` when none does.
+    excess: bool,
 }
 
 impl StackPool {
@@ -181,6 +185,7 @@ impl StackPool {
             outstanding: 0,
             guards,
             budget,
+            excess: false,
         }
     }
 
@@ -240,7 +245,7 @@ impl StackPool {
         self.put_slow(stack);
     }
 
-    /// [`put`](Self::put) of another size, or one that trims.
+    /// [`put`](Self::put) of another size, or one past the idle bound.
     fn put_slow(&mut self, stack: FiberStack) {
         self.outstanding -= 1;
         let size = stack.size();
@@ -253,17 +258,52 @@ impl StackPool {
         };
         class.warm.push_back(stack);
         if class.warm.len() >= self.max_idle.saturating_add(TRIM_BATCH) {
-            let n = class.warm.len() - self.max_idle;
-            // Off to the helper only with marker guards: mprotect-guarded
-            // slabs are unmapped synchronously (see `Slab::release`).
-            let offload = self.guards == GuardChoice::Auto && os::markers_known_good();
-            let cap = if offload {
-                self.max_idle.max(4 * TRIM_BATCH)
+            self.excess = true;
+        }
+    }
+
+    /// True when some size holds at least a batch of idle stacks past
+    /// `max_idle`: [`trim_excess`](Self::trim_excess) has work to do.
+    #[inline]
+    pub(crate) fn has_excess(&self) -> bool {
+        self.excess
+    }
+
+    /// Gives the memory of idle stacks past `max_idle` back to the OS, the
+    /// coldest first. `idle` says the scheduler has nothing to run: then all
+    /// of the excess goes (to the helper thread when there is one: nothing
+    /// adds to it meanwhile). While the scheduler is busy, a call trims at
+    /// most what the helper may have in flight, or else a few batches here,
+    /// and `has_excess` stays true until the rest is done.
+    pub(crate) fn trim_excess(&mut self, idle: bool) {
+        // Off to the helper only with marker guards: mprotect-guarded slabs
+        // are unmapped synchronously (see `Slab::release`).
+        let offload = self.guards == GuardChoice::Auto && os::markers_known_good();
+        let cap = match (offload, idle) {
+            (false, _) => 0,
+            (true, true) => usize::MAX,
+            (true, false) => self.max_idle.max(4 * TRIM_BATCH),
+        };
+        let mut more = false;
+        for class in &mut self.classes {
+            let excess = class.warm.len().saturating_sub(self.max_idle);
+            if excess == 0 || (!idle && excess < TRIM_BATCH) {
+                continue;
+            }
+            class.take_back();
+            let room = cap.saturating_sub(class.in_flight);
+            let n = if idle {
+                excess
+            } else if room >= TRIM_BATCH {
+                excess.min(room)
             } else {
-                0
+                // The helper is behind (or absent): a few batches here.
+                excess.min(4 * TRIM_BATCH)
             };
             trim(class, n, cap);
+            more |= class.warm.len() >= self.max_idle.saturating_add(TRIM_BATCH);
         }
+        self.excess = more;
     }
 
     /// Stacks handed out and not given back.

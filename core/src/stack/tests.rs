@@ -228,6 +228,11 @@ fn idle_stacks_past_the_bound_are_discarded_and_keep_their_guards() {
         for s in stacks {
             p.put(s);
         }
+        // Nothing is trimmed until the scheduler asks.
+        assert!(p.has_excess(), "{guards:?}");
+        assert_eq!(p.classes[0].warm.len(), n, "{guards:?}");
+        p.trim_excess(false);
+        assert!(!p.has_excess(), "{guards:?}");
         assert_eq!(p.idle_count(), n);
         assert_eq!(p.classes[0].warm.len(), max_idle, "{guards:?}");
         let offloaded = guards == GuardChoice::Auto && os::markers_known_good() && helper_enabled();
@@ -276,8 +281,9 @@ fn stacks_being_discarded_are_not_handed_out_until_they_are_back() {
     let tops: Vec<usize> = stacks.iter().map(|s| s.top()).collect();
     let held = helper::HOLD.lock().unwrap_or_else(|e| e.into_inner());
     for s in stacks {
-        p.put(s); // the 64 coldest go to the (held) helper
+        p.put(s);
     }
+    p.trim_excess(false); // the 64 coldest go to the (held) helper
     assert_eq!(p.classes[0].in_flight, TRIM_BATCH);
     // While their discard waits, spawning takes the warm stacks, then
     // fresh slots, never one that is about to be zapped.
@@ -326,6 +332,7 @@ fn a_pool_dropped_with_discards_queued_is_unmapped_after_them() {
     for s in stacks {
         p.put(s);
     }
+    p.trim_excess(false);
     assert!(p.classes[0].in_flight > 0);
     drop(p);
     // The unmaps wait behind the discards: every slab is still mapped.
@@ -340,6 +347,43 @@ fn a_pool_dropped_with_discards_queued_is_unmapped_after_them() {
     drop(held);
     helper::wait_idle();
     assert_eq!(budget.used(), 0, "the helper unmapped every slab");
+}
+
+/// A busy scheduler's trim goes in steps the helper can take (or a few
+/// batches at a time when it is behind), so one call never stalls on a
+/// huge excess; an idle one hands over all of it, below a batch too.
+#[test]
+fn busy_trims_go_in_steps_and_an_idle_trim_takes_the_rest() {
+    if !markers_available() || !helper_enabled() {
+        return;
+    }
+    let max_idle = 4;
+    let step = 4 * TRIM_BATCH; // the helper's cap, as max_idle is smaller
+    let n = max_idle + 2 * step + 10;
+    let (mut p, _) = pool(16 * KIB, max_idle, GuardChoice::Auto);
+    let stacks: Vec<_> = (0..n).map(|_| p.get(None).unwrap()).collect();
+    let held = helper::HOLD.lock().unwrap_or_else(|e| e.into_inner());
+    stacks.into_iter().for_each(|s| p.put(s));
+    let class = |p: &StackPool| (p.classes[0].warm.len(), p.classes[0].in_flight);
+    p.trim_excess(false);
+    assert_eq!(class(&p), (n - step, step), "first step to the helper");
+    assert!(p.has_excess());
+    // The helper is held, so its share is full: a few batches here.
+    p.trim_excess(false);
+    assert_eq!(class(&p), (n - 2 * step, step));
+    assert_eq!(p.classes[0].cold.len(), step, "discarded here");
+    // 10 left past the bound: less than a batch, so a busy trim is done.
+    assert!(!p.has_excess());
+    p.trim_excess(false);
+    assert_eq!(class(&p).0, max_idle + 10);
+    // An idle trim takes them too.
+    p.trim_excess(true);
+    assert_eq!(class(&p), (max_idle, step + 10));
+    drop(held);
+    helper::wait_idle();
+    p.classes[0].take_back();
+    assert_eq!(p.classes[0].cold.len(), n - max_idle);
+    assert_eq!(p.idle_count(), n);
 }
 
 #[test]
@@ -390,6 +434,8 @@ fn discards_of_two_pools_done_together_go_back_to_their_own_pools() {
     let held = helper::HOLD.lock().unwrap_or_else(|e| e.into_inner());
     sa.into_iter().for_each(|s| a.put(s));
     sb.into_iter().for_each(|s| b.put(s));
+    a.trim_excess(false);
+    b.trim_excess(false);
     drop(held);
     helper::wait_idle();
     for (p, tops) in [(&mut a, &tops_a), (&mut b, &tops_b)] {
