@@ -1,6 +1,7 @@
 //! The scheduling micro-benchmarks: yield ping-pong, spawn + join, promise
-//! round trip and bounded streams, on weft, tokio (current_thread) and may
-//! (1 worker), plus the bare corosensei switch as the floor.
+//! round trip (two shapes) and bounded streams, on weft, tokio
+//! (current_thread) and may (1 worker), plus the bare corosensei switch as
+//! the floor.
 //!
 //! Each child runs its workload `reps` times in one runtime and reports the
 //! median time per operation (and the minimum).
@@ -18,7 +19,7 @@ const BATCH: usize = 1000;
 /// Runs the selected micro-benchmarks on every runtime that has them.
 pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
     let scale = if opts.quick { 5 } else { 1 };
-    let plan: [(Work, &str, usize, &[Imp]); 5] = [
+    let plan: [(Work, &str, usize, &[Imp]); 6] = [
         (
             Work::Yield,
             "yield",
@@ -39,6 +40,12 @@ pub fn run_all(opts: &Opts, out: &mut Vec<Measure>) {
         ),
         (
             Work::Promise,
+            "promise",
+            200_000 / scale,
+            &[Imp::WeftUring, Imp::WeftPosix, Imp::TokioCt],
+        ),
+        (
+            Work::PromiseDirect,
             "promise",
             200_000 / scale,
             &[Imp::WeftUring, Imp::WeftPosix, Imp::TokioCt],
@@ -154,6 +161,20 @@ fn weft_once(work: Work, n: usize) -> weft::Result<Duration> {
             }
             Ok(())
         })?,
+        // The program as ANCHORS states it, as tokio runs it below: fork
+        // the resolver, then wait. weft's `fork` runs the child first, so
+        // the value is there when the wait comes and nobody suspends.
+        Work::PromiseDirect => Switch::run(|sw| {
+            for i in 0..n {
+                let (p, r) = Promise::<usize>::new();
+                sw.fork(move || {
+                    let _ = r.resolve(i);
+                    Ok(())
+                });
+                std::hint::black_box(*p.wait()?);
+            }
+            Ok(())
+        })?,
         Work::Stream1 | Work::Stream64 => {
             let s = Stream::new(work.capacity());
             fiber::both(
@@ -213,8 +234,9 @@ async fn tokio_once(work: Work, n: usize) -> Duration {
         }
         // The awaiting task suspends (the spawned resolver has not run
         // yet) and the resolver wakes it: one suspension per round trip,
-        // as on weft.
-        Work::Promise => {
+        // as in weft's `Promise` shape. The same program is weft's
+        // `PromiseDirect`, where the resolver runs first.
+        Work::Promise | Work::PromiseDirect => {
             for i in 0..n {
                 let (tx, rx) = oneshot::channel::<usize>();
                 tokio::spawn(async move {

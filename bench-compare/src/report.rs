@@ -1,14 +1,13 @@
 //! Workloads, runtimes, measurements, ratios against tokio, verdicts
 //! against the ANCHORS targets, and the table printed at the end.
 
-use crate::runner::ChildReport;
-
 /// A workload (one row group of the table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work {
     Yield,
     Spawn,
     Promise,
+    PromiseDirect,
     Stream1,
     Stream64,
     Echo,
@@ -21,10 +20,11 @@ pub enum Work {
 }
 
 /// Every workload, in table order.
-pub const WORKS: [Work; 12] = [
+pub const WORKS: [Work; 13] = [
     Work::Yield,
     Work::Spawn,
     Work::Promise,
+    Work::PromiseDirect,
     Work::Stream1,
     Work::Stream64,
     Work::Echo,
@@ -42,6 +42,7 @@ impl Work {
             Work::Yield => "yield",
             Work::Spawn => "spawn",
             Work::Promise => "promise",
+            Work::PromiseDirect => "promise-direct",
             Work::Stream1 => "stream1",
             Work::Stream64 => "stream64",
             Work::Echo => "echo",
@@ -63,6 +64,7 @@ impl Work {
             Work::Yield => "switch (2 tasks yielding)",
             Work::Spawn => "spawn + join, 200k",
             Work::Promise => "promise round trip",
+            Work::PromiseDirect => "promise: spawn resolver, await",
             Work::Stream1 => "stream, cap 1",
             Work::Stream64 => "stream, cap 64",
             Work::Echo => "TCP echo, 32 clients x 64 B",
@@ -81,6 +83,7 @@ impl Work {
             Work::Yield => "yield",
             Work::Spawn => "spawn",
             Work::Promise => "promise",
+            Work::PromiseDirect => "promise direct",
             Work::Stream1 => "stream 1",
             Work::Stream64 => "stream 64",
             Work::Echo => "TCP echo",
@@ -97,7 +100,7 @@ impl Work {
         match self {
             Work::Yield => "ns/switch",
             Work::Spawn => "ns/task",
-            Work::Promise => "ns/trip",
+            Work::Promise | Work::PromiseDirect => "ns/trip",
             Work::Stream1 | Work::Stream64 => "ns/item",
             Work::Echo => "trips/s",
             Work::EchoCpu | Work::HttpCpu => "µs CPU/op",
@@ -127,7 +130,7 @@ impl Work {
         Some(match self {
             Work::Yield => 272.0,
             Work::Spawn => 354.0,
-            Work::Promise => 613.0,
+            Work::Promise | Work::PromiseDirect => 613.0,
             Work::Stream1 => 594.0,
             Work::Stream64 => 96.0,
             Work::Echo => 164_000.0,
@@ -251,20 +254,6 @@ pub struct Measure {
 }
 
 impl Measure {
-    /// The value `key` of a child's report; a failure becomes the note.
-    pub fn from_report(work: Work, imp: Imp, r: &ChildReport, key: &str) -> Measure {
-        let mut notes = r.notes.clone();
-        if let Some(f) = &r.failure {
-            notes.push(f.clone());
-        }
-        Measure {
-            work,
-            imp,
-            value: r.get(key),
-            note: notes.join("; "),
-        }
-    }
-
     /// Prints one round's figure (progress output).
     pub fn print_line_round(&self, round: usize, rounds: usize) {
         let v = self
