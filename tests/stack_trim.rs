@@ -135,8 +135,11 @@ fn a_busy_scheduler_gives_the_excess_back_after_a_second(#[case] backend: Backen
             left <= RESIDENT_BOUND,
             "{backend:?}: {left} idle stacks still resident after {took:?} busy"
         );
+        // The second runs from when the scheduler first saw the excess,
+        // during the burst: allow for a slow burst, but not for trimming
+        // at once.
         assert!(
-            took >= Duration::from_millis(900),
+            took >= Duration::from_millis(500),
             "{backend:?}: trimmed after {took:?}, before the second had passed"
         );
         Ok(())
