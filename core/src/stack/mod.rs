@@ -22,9 +22,10 @@
 //!   the fibers that finished on them, for the next spawns. Past `max_idle` idle
 //!   stacks per size, the coldest are given back to the OS in batches with
 //!   `madvise(MADV_DONTNEED)` (guards survive it) and reused after the warm
-//!   ones — when the scheduler runs out of work, or a second after they went
-//!   idle while it stays busy ([`StackPool::trim_excess`]). Memory is only resident where a fiber has touched it: a parked
-//!   fiber costs the pages its deepest call reached, usually one.
+//!   ones — when the scheduler runs out of work, or a second after they
+//!   went idle while it stays busy ([`StackPool::trim_excess`]). Memory is
+//!   only resident where a fiber has touched it: a parked fiber costs the
+//!   pages its deepest call reached, usually one.
 //! - **A helper thread** ([`helper`]) does the kernel's share on another
 //!   core: once a scheduler has spawned a few hundred fibers onto
 //!   never-used slots, it installs the guards and faults in the top pages
