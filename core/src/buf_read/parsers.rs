@@ -70,7 +70,7 @@ impl<S: Source> BufReader<S> {
         let mut scanned = 0;
         loop {
             let data = self.peek();
-            if let Some(i) = data[scanned..].iter().position(|&b| b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', &data[scanned..]) {
                 let nl = scanned + i;
                 let end = if nl > 0 && data[nl - 1] == b'\r' {
                     nl - 1
