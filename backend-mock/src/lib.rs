@@ -139,6 +139,30 @@ impl Config {
 
     /// Idle stacks kept resident per size for reuse; see
     /// [`RunConfig::max_idle_stacks`](weft_core::RunConfig::max_idle_stacks).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft::{fiber, Switch};
+    ///
+    /// let idle = weft::mock::Config::new()
+    ///     .max_idle_stacks(8)
+    ///     .run(|env| {
+    ///         // 200 fibers suspended at once, each on its own stack.
+    ///         Switch::run(|sw| {
+    ///             for _ in 0..200 {
+    ///                 sw.fork(fiber::yield_now);
+    ///             }
+    ///             Ok(())
+    ///         })?;
+    ///         // Nothing to run while this sleeps: the memory of the idle
+    ///         // stacks past 8 goes back to the OS.
+    ///         env.mono_clock().sleep(Duration::from_millis(1))?;
+    ///         Ok(fiber::stats()?.idle_stacks)
+    ///     })
+    ///     .unwrap();
+    /// // The stacks themselves stay in the pool, guarded, for reuse.
+    /// assert!(idle >= 200);
+    /// ```
     pub fn max_idle_stacks(mut self, n: usize) -> Config {
         self.run.max_idle_stacks = n;
         self
